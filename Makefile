@@ -1,0 +1,33 @@
+# Two entry points on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv, install the package with its extras, and build the native corner-pool op.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test test-all bench venv native clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[cpu,serving,tflite,test]'
+	$(PIP) install -q --no-deps 'tensorflow-serving-api>=2.16,<2.22'
+	touch $@
+
+venv: $(VENV)/.installed
+
+native: $(VENV)/.installed
+	$(PY) -m cornernet_tf.ops.build || echo "warning: native corner-pool op not built; the portable TF path will be used"
+
+demo: native
+	$(VENV)/bin/cornernet demo --out demo_out
+
+test: native
+	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-all: native
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_out cornernet_tf/ops/kernels/*.so

@@ -1,0 +1,5 @@
+import sys
+
+from cornernet_tf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""Load the official PyTorch CornerNet weights into the Keras model.
+
+Keys are matched by name through each layer's ``official_variables`` (no hand-written table), and
+the load is all-or-nothing: every official key must be consumed and every model weight assigned,
+or a :class:`WeightMismatchError` lists what is missing, extra or mis-shaped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+from cornernet_tf.modeling.layers import CONV, CONV_BGR, VECTOR
+
+# Buffers of the official checkpoints that carry no model state.
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+_MAX_LISTED = 20
+
+
+class WeightMismatchError(ValueError):
+    """The checkpoint and the model do not describe the same architecture."""
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len("module.") :] if key.startswith("module.") else key
+
+
+def _transform(array: np.ndarray, kind: str) -> np.ndarray:
+    if kind == VECTOR:
+        return array
+    kernel = np.transpose(array, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
+    if kind == CONV_BGR:
+        kernel = kernel[:, :, ::-1, :]
+    elif kind != CONV:
+        raise ValueError(f"unknown weight transform {kind!r}")
+    return np.ascontiguousarray(kernel)
+
+
+def _listing(title: str, names: list) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = f" (+{len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return f"{title} ({len(names)}): {shown}{more}"
+
+
+def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
+    """Assign an official ``state_dict`` (key -> array, with or without ``module.``) to ``model``.
+
+    Returns a small report: the number of tensors and parameters loaded.
+    """
+    weights = {}
+    for key, value in state_dict.items():
+        key = _strip_prefix(key)
+        if key.endswith(IGNORED_SUFFIXES):
+            continue
+        weights[key] = np.asarray(value)
+    mapping = model.official_variables()
+    expected = {key for key, _, _ in mapping}
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - expected)
+    converted, wrong_shape = [], []
+    for key, variable, kind in mapping:
+        if key not in weights:
+            continue
+        value = _transform(weights[key], kind)
+        if tuple(value.shape) != tuple(variable.shape):
+            wrong_shape.append(f"{key} {tuple(weights[key].shape)} -> model {tuple(variable.shape)}")
+        else:
+            converted.append((variable, value))
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(_listing("missing from the checkpoint", missing))
+        if unexpected:
+            parts.append(_listing("not in the model", unexpected))
+        if wrong_shape:
+            parts.append(_listing("wrong shape", wrong_shape))
+        raise WeightMismatchError(
+            "the checkpoint does not match the model configuration; nothing was loaded.\n  " + "\n  ".join(parts)
+        )
+    for variable, value in converted:
+        variable.assign(value.astype(variable.dtype))
+    return {"tensors": len(converted), "parameters": int(sum(v.size for _, v in converted))}
+
+
+def read_official_checkpoint(path: str) -> dict:
+    """Read an official checkpoint (.pkl / .pth via torch, or an .npz of the same mapping)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.endswith(".npz"):
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            f"reading {path} needs PyTorch: pip install 'cornernet-tf[convert]' (or convert it to .npz)"
+        ) from exc
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightMismatchError(f"{path}: expected a state_dict (mapping of names to tensors), got {type(state)}")
+    return {key: value.detach().cpu().numpy() for key, value in state.items() if hasattr(value, "detach")}
