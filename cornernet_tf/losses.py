@@ -1,0 +1,206 @@
+"""CornerNet training losses (SPEC.md section 3), normalised exactly as the official ``AELoss``.
+
+* focal: the penalty-reduced focal loss on corner heatmaps (alpha 2, beta 4) with the official
+  clamp of the sigmoid to [1e-4, 1 - 1e-4], normalised by the positives of the whole batch;
+* pull / push: the associative-embedding losses on the tags gathered at the ground-truth
+  corners, including the official ``j = k`` terms of push (one object gives push ~ 1);
+* regr: smooth-L1 on the gathered offsets, divided by the objects of the whole batch.
+
+Everything is vectorised over the batch with masks (no Python loop over images; the only loop
+is over the few hourglass stacks) and computed in float32 whatever the model's dtype, so mixed
+precision training gets float32 losses. Unlike the official ``_ae_loss`` a batch of one works.
+The constants below are those of the official code (golden/README.md, "Loss normalisations").
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import tensorflow as tf
+
+from cornernet_tf.config import TrainConfig
+
+FOCAL_ALPHA = 2  # (1 - p)^alpha on positives, p^alpha on negatives
+FOCAL_BETA = 4  # (1 - y)^beta penalty reduction around each corner
+SIGMOID_CLAMP = 1e-4  # official _sigmoid: clamp(sigmoid(x), 1e-4, 1 - 1e-4)
+PUSH_MARGIN = 1.0  # Delta of the push loss
+NORM_EPS = 1e-4  # added to every object count the official code divides by
+
+LOSS_TERMS = ("focal", "pull", "push", "regr")
+
+_TRAIN_DEFAULTS = TrainConfig()
+DEFAULT_WEIGHTS = {
+    "focal": _TRAIN_DEFAULTS.focal_weight,
+    "pull": _TRAIN_DEFAULTS.pull_weight,
+    "push": _TRAIN_DEFAULTS.push_weight,
+    "regr": _TRAIN_DEFAULTS.regr_weight,
+}
+
+_OUTPUT_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
+_TARGET_KEYS = ("tl_heatmap", "br_heatmap", "tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask")
+
+
+def _f32(x) -> tf.Tensor:
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+
+
+def _int_power(x: tf.Tensor, n: int) -> tf.Tensor:
+    """``x ** n`` for a non-negative integer ``n`` by repeated squaring: cheaper than ``tf.pow``
+    on the full heatmaps, which this loss touches every training step."""
+    result, base = None, x
+    while n:
+        if n & 1:
+            result = base if result is None else result * base
+        n >>= 1
+        if n:
+            base = base * base
+    return tf.ones_like(x) if result is None else result
+
+
+def focal_loss(heat_logits: tf.Tensor, gt_heatmap: tf.Tensor) -> tf.Tensor:
+    """Variant focal loss of one heatmap (logits and ground truth ``[B, H, W, C]``), a scalar.
+
+    ``-(sum_pos log(p)(1-p)^2 + sum_neg log(1-p) p^2 (1-y)^4) / num_pos`` with ``p`` the clamped
+    sigmoid and ``num_pos`` the ``y == 1`` pixels of the whole batch; with no positive at all
+    the official code returns the negative part unnormalised, which dividing by ``max(num_pos, 1)``
+    reproduces (the positive part is then 0).
+    """
+    logits, gt = _f32(heat_logits), _f32(gt_heatmap)
+    p = tf.clip_by_value(tf.sigmoid(logits), SIGMOID_CLAMP, 1.0 - SIGMOID_CLAMP)
+    pos = tf.cast(tf.equal(gt, 1.0), tf.float32)
+    neg = tf.cast(tf.less(gt, 1.0), tf.float32)
+    pos_loss = tf.math.log(p) * _int_power(1.0 - p, FOCAL_ALPHA) * pos
+    neg_loss = tf.math.log(1.0 - p) * _int_power(p, FOCAL_ALPHA) * _int_power(1.0 - gt, FOCAL_BETA) * neg
+    num_pos = tf.reduce_sum(pos)
+    return -(tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / tf.maximum(num_pos, 1.0)
+
+
+def _tags(tag: tf.Tensor) -> tf.Tensor:
+    tag = _f32(tag)
+    if tag.shape.rank == 3:
+        tag = tag[:, :, 0]  # [B, M, 1] -> [B, M]; never squeeze the batch axis (official bug at B=1)
+    if tag.shape.rank != 2:
+        raise ValueError(f"ae_loss: tags must be [B, max_objects, 1] or [B, max_objects], got {tag.shape}")
+    return tag
+
+
+def ae_loss(tl_tag: tf.Tensor, br_tag: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Pull and push losses of gathered tags ``[B, M, 1]`` with ``mask [B, M]``, each a scalar.
+
+    Per image with N objects and ``e_k = (tl_k + br_k) / 2``:
+    pull = sum_k [(tl_k - e_k)^2 + (br_k - e_k)^2] / (N + 1e-4);
+    push = sum over all ordered pairs (j, k) of valid objects, *including* j = k, of
+    ``[relu(1 - |e_j - e_k|) - 1 / (N + 1e-4)] / (N (N - 1) + 1e-4)``.
+    Both are summed (not averaged) over the images. An image without objects adds exactly 0;
+    an image with one object adds ~1 to push (the official quirk, kept for parity).
+    """
+    t0, t1 = _tags(tl_tag), _tags(br_tag)
+    m = _f32(mask)
+    num = tf.reduce_sum(m, axis=1, keepdims=True)  # [B, 1]
+    mean = (t0 + t1) / 2.0
+    pull = tf.reduce_sum(
+        (tf.square(t0 - mean) / (num + NORM_EPS) + tf.square(t1 - mean) / (num + NORM_EPS)) * m
+    )
+
+    pairs = m[:, None, :] * m[:, :, None]  # [B, M, M]
+    num = num[:, :, None]  # [B, 1, 1]
+    num2 = (num - 1.0) * num
+    dist = mean[:, None, :] - mean[:, :, None]
+    dist = tf.nn.relu(PUSH_MARGIN - tf.abs(dist))
+    dist = (dist - 1.0 / (num + NORM_EPS)) / (num2 + NORM_EPS)
+    push = tf.reduce_sum(dist * pairs)
+    return pull, push
+
+
+def regr_loss(regr: tf.Tensor, gt_regr: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Smooth-L1 (beta 1) of gathered offsets ``[B, M, 2]`` over valid slots / (objects in batch + 1e-4)."""
+    regr, gt_regr, m = _f32(regr), _f32(gt_regr), _f32(mask)
+    diff = regr - gt_regr
+    abs_diff = tf.abs(diff)
+    per_entry = tf.where(abs_diff < 1.0, 0.5 * tf.square(diff), abs_diff - 0.5)
+    return tf.reduce_sum(per_entry * m[:, :, None]) / (tf.reduce_sum(m) + NORM_EPS)
+
+
+def gather_feat(feature_map: tf.Tensor, inds: tf.Tensor) -> tf.Tensor:
+    """Values of an NHWC map at flat pixel indices ``inds = y * W + x`` (``[B, M]``): ``[B, M, C]``.
+
+    The official ``_tranpose_and_gather_feat`` for NHWC maps.
+    """
+    shape = tf.shape(feature_map)
+    channels = feature_map.shape[-1] if feature_map.shape[-1] is not None else shape[3]
+    flat = tf.reshape(feature_map, [shape[0], shape[1] * shape[2], channels])
+    return tf.gather(flat, inds, batch_dims=1)
+
+
+def _per_stack(outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]]) -> dict[str, list]:
+    missing = [k for k in _OUTPUT_KEYS if k not in outputs]
+    if missing:
+        raise KeyError(f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(_OUTPUT_KEYS)})")
+    stacks = {k: list(outputs[k]) if isinstance(outputs[k], (list, tuple)) else [outputs[k]] for k in _OUTPUT_KEYS}
+    counts = {k: len(v) for k, v in stacks.items()}
+    if len(set(counts.values())) != 1 or counts["tl_heat"] == 0:
+        raise ValueError(f"cornernet_loss: every output needs one map per stack, got counts {counts}")
+    return stacks
+
+
+def _weights(weights: Optional[Mapping[str, float]]) -> dict[str, float]:
+    resolved = dict(DEFAULT_WEIGHTS)
+    if weights:
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
+        if unknown:
+            raise KeyError(f"cornernet_loss: unknown weight(s) {', '.join(unknown)}; known: {', '.join(LOSS_TERMS)}")
+        resolved.update({k: float(v) for k, v in weights.items()})
+    return resolved
+
+
+def cornernet_loss(
+    outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]],
+    targets: Mapping[str, tf.Tensor],
+    weights: Optional[Mapping[str, float]] = None,
+) -> dict[str, tf.Tensor]:
+    """The official ``AELoss`` on full head maps, with its terms.
+
+    Args:
+      outputs: ``tl_heat, br_heat`` (logits ``[B, H, W, C]``), ``tl_tag, br_tag`` (``[B, H, W, 1]``),
+        ``tl_regr, br_regr`` (``[B, H, W, 2]``), each a list with one map per stack (a single
+        tensor counts as one stack). Any float dtype; the loss is computed in float32.
+      targets: :func:`cornernet_tf.targets.encode_targets` output with a leading batch axis.
+      weights: optional ``focal / pull / push / regr`` weights; defaults from
+        :class:`cornernet_tf.config.TrainConfig` (1, 0.1, 0.1, 1).
+
+    Returns float32 scalars: ``focal`` = weight x (focal loss summed over stacks and over both
+    corner types); ``pull`` and ``push`` = weight x (sum over stacks); ``regr`` = weight x (smooth-L1
+    summed over stacks and both corner types); ``total = (focal + pull + push + regr) / num_stacks``,
+    the value the official ``AELoss`` returns for the same batch.
+    """
+    stacks = _per_stack(outputs)
+    missing = [k for k in _TARGET_KEYS if k not in targets]
+    if missing:
+        raise KeyError(f"cornernet_loss: targets lacks {', '.join(missing)} (see encode_targets)")
+    w = _weights(weights)
+    mask = _f32(targets["tag_mask"])
+    gt_tl_heat, gt_br_heat = _f32(targets["tl_heatmap"]), _f32(targets["br_heatmap"])
+    gt_tl_regr, gt_br_regr = _f32(targets["tl_regr"]), _f32(targets["br_regr"])
+    tl_inds, br_inds = targets["tl_tag"], targets["br_tag"]
+
+    focal = pull = push = regr = tf.constant(0.0, tf.float32)
+    num_stacks = len(stacks["tl_heat"])
+    for s in range(num_stacks):
+        focal += focal_loss(stacks["tl_heat"][s], gt_tl_heat) + focal_loss(stacks["br_heat"][s], gt_br_heat)
+        stack_pull, stack_push = ae_loss(
+            gather_feat(stacks["tl_tag"][s], tl_inds), gather_feat(stacks["br_tag"][s], br_inds), mask
+        )
+        pull += stack_pull
+        push += stack_push
+        regr += regr_loss(gather_feat(stacks["tl_regr"][s], tl_inds), gt_tl_regr, mask)
+        regr += regr_loss(gather_feat(stacks["br_regr"][s], br_inds), gt_br_regr, mask)
+
+    terms = {
+        "focal": w["focal"] * focal,
+        "pull": w["pull"] * pull,
+        "push": w["push"] * push,
+        "regr": w["regr"] * regr,
+    }
+    terms["total"] = (terms["focal"] + terms["pull"] + terms["push"] + terms["regr"]) / float(num_stacks)
+    return terms
