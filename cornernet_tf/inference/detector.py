@@ -1,0 +1,269 @@
+"""The official CornerNet test procedure (test/coco.py ``kp_detection``), quirks included.
+
+Per scale: resize, pad to ``size | 127``, normalise, run the network on the image and its mirror,
+decode, merge the mirror's boxes, map back to image pixels. Then, over all scales: drop rejected
+pairs, per-class soft-NMS (the official NumPy port), keep the ``max_per_image`` best. Results equal
+the official code's on the same weights, so AP from converted checkpoints is comparable with the
+paper. The network and the decoder run in one ``tf.function`` traced once for any input size
+and shared by every Detector of the same model and decode settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig, load_config
+from cornernet_tf.decode import decode_outputs
+from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, prepare_image
+from cornernet_tf.inference.soft_nms import soft_nms, soft_nms_merge
+
+# Detection rows are [x1, y1, x2, y2, score, tl_score, br_score, class].
+SCORE, CLASS = 4, 7
+REJECTED = -1.0
+
+
+def as_test_config(test_config: Union[TestConfig, dict, None]) -> TestConfig:
+    """A validated :class:`TestConfig` from a TestConfig, a dict of its fields, or None (defaults)."""
+    if test_config is None:
+        config = TestConfig()
+    elif isinstance(test_config, TestConfig):
+        config = test_config
+    elif isinstance(test_config, dict):
+        config = load_config({"test": dict(test_config)}).test
+    else:
+        raise TypeError(f"test_config must be a TestConfig, a dict or None, got {type(test_config).__name__}")
+    config.validate("test")
+    return config
+
+
+def merge_flip(dets: np.ndarray, out_width: int) -> np.ndarray:
+    """[2, n, 8] decoded rows of (image, mirror) → [2n, 8]; the mirror's x are reflected with
+    ``out_w - x`` (not ``out_w - 1 - x``), as the official test does."""
+    dets = np.array(dets, np.float32, copy=True)
+    x1, x2 = dets[1, :, 0].copy(), dets[1, :, 2].copy()
+    dets[1, :, 0] = out_width - x2
+    dets[1, :, 2] = out_width - x1
+    return dets.reshape(-1, dets.shape[-1])
+
+
+def rescale_detections(dets: np.ndarray, geometry: ScaleGeometry) -> np.ndarray:
+    """Output-map rows → original-image pixels, in place (official ``_rescale_dets`` then ÷ scale):
+    ÷ ratio, minus the border, clipped to ``[0, new size]`` (not ``size - 1``), ÷ scale."""
+    ratios = geometry.ratios
+    xs, ys = dets[:, 0:4:2], dets[:, 1:4:2]
+    xs /= ratios[1]
+    ys /= ratios[0]
+    xs -= geometry.border[2]
+    ys -= geometry.border[0]
+    np.clip(xs, 0, geometry.sizes[1], out=xs)
+    np.clip(ys, 0, geometry.sizes[0], out=ys)
+    dets[:, 0:4] /= np.float32(geometry.scale)
+    return dets
+
+
+def per_class_soft_nms(dets: np.ndarray, config: TestConfig) -> list:
+    """Official per-class soft-NMS on [M, 8] rows (rejected rows already dropped).
+
+    Returns ``[(class, rows [n, 5])]`` in class order. Each class keeps **all** its rows after the
+    in-place soft-NMS, including the stale rows past the live count: the official test ignores
+    the returned keep list.
+    """
+    out = []
+    classes = dets[:, CLASS]
+    for cls in np.unique(classes):
+        boxes = np.ascontiguousarray(dets[classes == cls, 0:7], np.float32)
+        kwargs = dict(sigma=config.nms_sigma, Nt=config.nms_threshold, threshold=config.score_threshold, method=config.nms_algorithm)
+        if config.merge_bbox:
+            soft_nms_merge(boxes, weight_exp=config.weight_exp, **kwargs)
+        else:
+            soft_nms(boxes, **kwargs)
+        out.append((int(cls), boxes[:, 0:5]))
+    return out
+
+
+def keep_top(per_class: list, max_per_image: int) -> list:
+    """Official cap: keep rows whose score is >= the ``max_per_image``-th largest (ties keep more)."""
+    if not per_class:
+        return per_class
+    scores = np.concatenate([rows[:, 4] for _, rows in per_class])
+    if len(scores) <= max_per_image:
+        return per_class
+    kth = len(scores) - max_per_image
+    thresh = np.partition(scores, kth)[kth]
+    return [(cls, rows[rows[:, 4] >= thresh]) for cls, rows in per_class]
+
+
+def finalise(dets: np.ndarray, config: TestConfig) -> dict:
+    """All scales' rows [M, 8] → the final detections (dict of NumPy arrays, best score first)."""
+    dets = dets[dets[:, SCORE] > REJECTED]
+    per_class = keep_top(per_class_soft_nms(dets, config), config.max_per_image)
+    if per_class:
+        rows = np.concatenate([r for _, r in per_class])
+        classes = np.concatenate([np.full(len(r), c, np.int64) for c, r in per_class])
+    else:
+        rows, classes = np.zeros((0, 5), np.float32), np.zeros((0,), np.int64)
+    order = np.argsort(-rows[:, 4], kind="stable")
+    return {
+        "boxes": rows[order, 0:4].astype(np.float32),
+        "scores": rows[order, 4].astype(np.float32),
+        "classes": classes[order],
+    }
+
+
+_FORWARD_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+
+def forward_decode_fn(model, config: TestConfig, jit_compile: bool = False):
+    """``images [N, H, W, 3] float32 → decoded rows [N, num_dets, 8]`` as one ``tf.function``.
+
+    Traced once with unknown sizes (every test scale and image size reuses it; with XLA, once per
+    size) and cached per model and decode settings, so several Detectors on one model share it.
+    """
+    key = (config.top_k, config.nms_kernel, float(config.ae_threshold), config.num_dets, bool(jit_compile))
+    per_model = _FORWARD_FUNCTIONS.setdefault(model, {})
+    if key not in per_model:
+        model_ref = weakref.ref(model)
+        top_k, kernel, ae_threshold, num_dets = key[:4]
+
+        def forward_decode(images):
+            outputs = model_ref()(images, training=False, stacks="last")
+            return decode_outputs(outputs, K=top_k, kernel=kernel, ae_threshold=ae_threshold, num_dets=num_dets)
+
+        if jit_compile:  # XLA wants static shapes: one compiled program per input size
+            per_model[key] = tf.function(forward_decode, jit_compile=True)
+        else:
+            per_model[key] = tf.function(forward_decode, input_signature=[_IMAGES_SPEC])
+    return per_model[key]
+
+
+class Detector:
+    """Run the official CornerNet test procedure with a Keras model.
+
+    Args:
+      model: a CornerNet model; called as ``model(images, training=False, stacks="last")``.
+      test_config: :class:`~cornernet_tf.config.TestConfig` or a dict of its fields (official
+        single-scale settings by default; ``scales=[0.5, 0.75, 1, 1.25, 1.5]``, ``merge_bbox=True``,
+        ``weight_exp=10`` for the multi-scale test).
+      mean, std: RGB normalisation of the network input (COCO by default).
+      jit_compile: compile the network + decoder with XLA.
+
+    ``detect(image)`` takes one RGB uint8 image ``[H, W, 3]`` (``[H, W]`` grey and ``[H, W, 4]``
+    RGBA are converted) and returns ``{"boxes": [N, 4] x1 y1 x2 y2 in pixels, "scores": [N],
+    "classes": [N] 0-based int}``, best first.
+    """
+
+    def __init__(
+        self,
+        model,
+        test_config: Union[TestConfig, dict, None] = None,
+        mean: Sequence[float] = COCO_MEAN_RGB,
+        std: Sequence[float] = COCO_STD_RGB,
+        jit_compile: bool = False,
+    ):
+        self.model = model
+        self.config = as_test_config(test_config)
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"Detector: mean and std need 3 values (RGB) with std > 0, got {mean} and {std}")
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self._forward = forward_decode_fn(model, self.config, jit_compile)
+
+    # ------------------------------------------------------------------ network
+    def _network_batch(self, inputs: list) -> np.ndarray:
+        """Inputs [inp_h, inp_w, 3] of one size → decoded rows [n, (1 or 2), num_dets, 8]."""
+        views = 2 if self.config.flip else 1
+        batch = np.stack([v for x in inputs for v in ((x, x[:, ::-1]) if views == 2 else (x,))])
+        dets = self._forward(tf.constant(batch)).numpy()
+        return dets.reshape(len(inputs), views, *dets.shape[1:])
+
+    def _map_back(self, dets: np.ndarray, geometry: ScaleGeometry) -> np.ndarray:
+        rows = merge_flip(dets, geometry.out_hw[1]) if dets.shape[0] == 2 else dets[0].copy()
+        return rescale_detections(rows, geometry)
+
+    # ------------------------------------------------------------------ public API
+    def detect_scale(self, image, scale: float) -> dict:
+        """One scale of the procedure, with its intermediates (for debugging and tests):
+        ``net_input`` [views, inp_h, inp_w, 3], ``decoded`` [views, num_dets, 8] in output-map
+        pixels, ``detections`` [views·num_dets, 8] in image pixels, and ``geometry``."""
+        image = as_rgb_uint8(image)
+        net_input, geometry = prepare_image(image, scale, self.mean, self.std)
+        decoded = self._network_batch([net_input])[0]
+        views = [net_input, net_input[:, ::-1]] if self.config.flip else [net_input]
+        return {
+            "net_input": np.stack(views),
+            "decoded": decoded,
+            "detections": self._map_back(decoded, geometry),
+            "geometry": geometry,
+        }
+
+    def raw_detections(self, image) -> np.ndarray:
+        """All scales' rows [M, 8] in image pixels, before soft-NMS (rejected rows included)."""
+        return next(self._iter_raw([as_rgb_uint8(image)], batch_size=1))
+
+    def detect(self, image) -> dict:
+        """Detections for one image (see the class docstring)."""
+        return finalise(self.raw_detections(image), self.config)
+
+    def detect_batch(self, images: Iterable, batch_size: int = 4) -> list:
+        """:meth:`detect` on several images; images whose padded sizes agree share a forward pass."""
+        return list(self.iter_detect(images, batch_size=batch_size))
+
+    def iter_detect(self, images: Iterable, batch_size: int = 4) -> Iterator[dict]:
+        """Lazily yield :meth:`detect` results in input order, ``batch_size`` images at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chunk: list = []
+        for image in images:
+            chunk.append(as_rgb_uint8(image))
+            if len(chunk) == batch_size:
+                yield from (finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size))
+                chunk = []
+        if chunk:
+            yield from (finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size))
+
+    def _iter_raw(self, images: list, batch_size: int) -> Iterator[np.ndarray]:
+        per_image: list = [[] for _ in images]
+        for scale in self.config.scales:
+            prepared = [prepare_image(image, scale, self.mean, self.std) for image in images]
+            groups: dict = {}
+            for index, (_, geometry) in enumerate(prepared):
+                groups.setdefault(geometry.inp_hw, []).append(index)
+            for indices in groups.values():
+                for start in range(0, len(indices), batch_size):
+                    part = indices[start : start + batch_size]
+                    decoded = self._network_batch([prepared[i][0] for i in part])
+                    for k, i in enumerate(part):
+                        per_image[i].append(self._map_back(decoded[k], prepared[i][1]))
+        for rows in per_image:
+            yield np.concatenate(rows, axis=0)
+
+    def corner_heatmaps(self, image, scale: float = 1.0) -> dict:
+        """Top-left / bottom-right corner probabilities (max over classes) resized onto the image:
+        ``{"tl": [H, W], "br": [H, W]}`` float32 in [0, 1], e.g. for :func:`draw.overlay_heatmaps`."""
+        image = as_rgb_uint8(image)
+        net_input, geometry = prepare_image(image, scale, self.mean, self.std)
+        # Eager on purpose: a visualisation aid should not cost a second trace of the network.
+        outputs = self.model(tf.constant(net_input[None]), training=False, stacks="last")
+        top, bottom, left, right = (float(v) for v in geometry.border)
+        out = {}
+        for name in ("tl", "br"):
+            heat = tf.sigmoid(tf.cast(outputs[f"{name}_heat"][-1], tf.float32))
+            full = tf.image.resize(tf.reduce_max(heat, axis=-1, keepdims=True), geometry.inp_hw, method="bilinear")
+            crop = full[0, int(top) : int(bottom), int(left) : int(right)]
+            out[name] = tf.image.resize(crop, image.shape[:2], method="bilinear")[..., 0].numpy()
+        return out
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
+        return f"Detector({fields})"
+
+
+def detect(model, image, test_config: Optional[Union[TestConfig, dict]] = None) -> dict:
+    """Convenience: ``Detector(model, test_config).detect(image)``."""
+    return Detector(model, test_config).detect(image)
