@@ -1,0 +1,59 @@
+"""``cornernet detect``: detect objects in image files; a JSON and a drawn PNG per image."""
+
+from __future__ import annotations
+
+import sys
+
+from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "detect",
+        help="detect objects in images (JSON + PNG with boxes per image)",
+        description=(
+            "Run the test procedure of the config on images or folders of images. Writes <name>.json "
+            "(boxes x1 y1 x2 y2 in pixels, score, class) and <name>.png (boxes drawn) into --out. "
+            "Files that cannot be decoded are reported and skipped."
+        ),
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--weights", required=True,
+                        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="keep detections with at least this score (default 0.3)")
+    parser.add_argument("--heatmaps", action="store_true",
+                        help="also write <name>_heatmaps.png: corner heatmaps over the image (paper Fig. 10)")
+    parser.add_argument("--class-names", metavar="FILE",
+                        help="class names, one per line or a COCO JSON (default: from the config)")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from cornernet_tf.eval.detect_images import class_names_for, detect_files, list_images
+    from cornernet_tf.inference.detector import Detector
+    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.weights import load_weights
+
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise ValueError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    files = list_images(args.inputs)  # fails early on a missing path or an empty folder
+    config = load_config_from_args(args)
+    model = build_model(config.model)
+    load_weights(model, args.weights, config_name=args.config)
+    names = class_names_for(config, config.model.num_classes, args.class_names)
+    detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
+    summary = detect_files(detector, files, args.out, names, args.score_threshold, args.heatmaps)
+    print(
+        f"{len(summary.processed)} images, {summary.num_detections} detections with score >= "
+        f"{args.score_threshold} -> {args.out}"
+    )
+    if summary.converted:
+        print(f"{len(summary.converted)} converted to RGB: " + ", ".join(f"{p} ({n})" for p, n in summary.converted))
+    if summary.skipped:
+        print(f"{len(summary.skipped)} skipped (could not be decoded):", file=sys.stderr)
+        for path, reason in summary.skipped:
+            print(f"  {reason}", file=sys.stderr)
+    return 0 if summary.processed else 1
