@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,14 +22,20 @@ import yaml
 # because our network reads RGB (the converter flips the stem convolution to match).
 COCO_MEAN_RGB = (0.47026115, 0.44719302, 0.40789654)
 COCO_STD_RGB = (0.27809835, 0.27408164, 0.28863828)
-# PCA lighting of the official sampler (eigen-vectors rows are in BGR channel order there,
-# converted to RGB order here: rows and columns reversed).
+# PCA lighting of the official sampler, stored as the official code has it (BGR channel order);
+# cornernet_tf/data/augment.py derives the RGB version (rows reversed).
 COCO_EIGVAL = (0.2141788, 0.01817699, 0.00341571)
 COCO_EIGVEC_BGR = (
     (-0.58752847, -0.69563484, 0.41340352),
     (-0.5832747, 0.00994535, -0.81221408),
     (-0.56089297, 0.71832671, 0.41158938),
 )
+
+
+def _official_rand_scales() -> list[float]:
+    import numpy as np
+
+    return [float(v) for v in np.arange(0.6, 1.4, 0.1)]
 
 
 class ConfigError(ValueError):
@@ -117,7 +124,9 @@ class DataConfig:
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)
     fixed_radius: float = 2.5
     augment: bool = True
-    rand_scales: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3])
+    # np.arange(0.6, 1.4, 0.1) as the official sampler builds it: its values are an ulp below the
+    # decimal literals (0.9999999999999999), which decides the crop size at 511 (510, not 511).
+    rand_scales: list[float] = field(default_factory=_official_rand_scales)
     border: int = 128
     flip: bool = True
     color_jitter: bool = True
@@ -176,7 +185,9 @@ class TrainConfig:
     steps_per_epoch: int = 1000  # granularity of callbacks (checkpoints, logs, validation)
     validation_steps: Optional[int] = None
     val_every_epochs: int = 1
+    val_ap_images: int = 200  # COCO AP on this many validation images at each validation; 0 = off
     checkpoint_every_epochs: int = 1
+    backup_every_steps: int = 0  # fault-tolerance backup (weights + optimizer) period; 0 = each epoch
     seed: int = 0
 
     def validate(self, where: str = "train") -> None:
@@ -192,6 +203,8 @@ class TrainConfig:
             f"{where}.mixed_precision must be null|mixed_float16|mixed_bfloat16, got {self.mixed_precision!r}",
         )
         _check(self.steps_per_epoch >= 1, f"{where}.steps_per_epoch must be >= 1")
+        _check(self.val_ap_images >= 0, f"{where}.val_ap_images must be >= 0, got {self.val_ap_images}")
+        _check(self.backup_every_steps >= 0, f"{where}.backup_every_steps must be >= 0, got {self.backup_every_steps}")
 
 
 @dataclass
@@ -273,6 +286,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
@@ -297,6 +313,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if tp is float:
+        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads exponents without a dot (1e-3) as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
         return float(value)
@@ -357,9 +375,11 @@ def _apply_override(tree: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
-def _read_yaml(path: str) -> dict:
+def _read_yaml(path: str, _children: tuple = ()) -> dict:
     if not os.path.exists(path):
         raise ConfigError(f"config file not found: {path}")
+    if os.path.realpath(path) in _children:
+        raise ConfigError(f"{path}: circular 'base:' chain ({' -> '.join(_children + (os.path.realpath(path),))})")
     with open(path, encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
@@ -369,7 +389,12 @@ def _read_yaml(path: str) -> dict:
         raise ConfigError(f"{path}: the top level must be a mapping")
     base = data.pop("base", None)
     if base:  # a config may extend another one, relative to its own folder
-        parent = _read_yaml(os.path.join(os.path.dirname(path), base))
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base must be the file name of another config, got {base!r}")
+        parent_path = os.path.join(os.path.dirname(path), base)
+        if not os.path.exists(parent_path):
+            raise ConfigError(f"{path}: base config not found: {parent_path}")
+        parent = _read_yaml(parent_path, _children + (os.path.realpath(path),))
         data = _deep_merge(parent, data)
     return data
 

@@ -1,0 +1,375 @@
+"""The official training sampler's augmentation (``sample/coco.py``, ``sample/utils.py``,
+``utils/image.py``) in TF ops, so it runs inside ``tf.data`` (SPEC.md section 4).
+
+Per image, in the official order:
+
+1. random crop: scale from ``rand_scales``, centre drawn at least ``_get_border`` away from the
+   edges, crop ``int(input * scale)`` with zero padding (``augment=False``: the centred
+   full-image square crop instead, the official debug/validation path);
+2. resize to the input size, reproducing OpenCV's fixed-point bilinear ``cv2.resize`` bit for bit;
+3. clip boxes to ``[0, size - 1]`` and drop the degenerate ones;
+4. horizontal flip with p = 0.5 (``x -> W - x - 1``);
+5. pixels / 255, colour jitter (brightness, contrast, saturation in random order, alphas
+   ``1 + U(-0.4, 0.4)``, grayscale computed once before), PCA lighting, mean/std normalisation
+   (fused into one affine pass by :func:`photometric`; equal to the sequential ops to ~1e-6).
+
+Every random step has a deterministic core taking its draws as arguments (tested against
+golden/augment.npz) and a seeded wrapper drawing them with stateless random ops, so a seed
+fixes the output whatever the parallelism. Images are RGB here; the official code is BGR, which
+only changes the grayscale weights' order, the eigenvector rows and the mean/std order.
+Boxes stay float64 like the official arrays, because the target encoder truncates them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from cornernet_tf.config import COCO_EIGVAL, COCO_EIGVEC_BGR, DataConfig
+
+# The official db keeps these as float32 arrays; the products are then taken in float64.
+EIGVAL = np.asarray(COCO_EIGVAL, np.float32)
+# Row c of the official eigenvector matrix is the offset added to BGR channel c; in RGB order the
+# rows are reversed. The columns index eigen-components (paired with EIGVAL) and stay as they are.
+EIGVEC_RGB = np.ascontiguousarray(np.asarray(COCO_EIGVEC_BGR, np.float32)[::-1])
+# cv2.COLOR_BGR2GRAY weights (ITU-R BT.601), applied as B*0.114 + G*0.587 + R*0.299.
+GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
+# Colour-jitter operations in the official list order (before random.shuffle).
+JITTER_OPS = ("brightness", "contrast", "saturation")
+
+# OpenCV INTER_LINEAR fixed point: 11-bit coefficients (INTER_RESIZE_COEF_BITS).
+_CV_COEF_SCALE = 2048
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def get_border(border: int, size) -> tf.Tensor:
+    """The official ``_get_border``: halve ``border`` until ``size - border > border``."""
+    candidates = []
+    b, i = int(border), 1
+    while True:
+        candidates.append(b // i)
+        if b // i == 0:
+            break
+        i *= 2
+    cands = tf.constant(candidates, tf.int32)
+    size = tf.cast(size, tf.int32)
+    # The candidates decrease, so the first one that fits is the largest one that fits.
+    return tf.reduce_max(tf.where(size - cands > cands, cands, tf.zeros_like(cands)))
+
+
+def _crop_geometry(image_hw, center, size):
+    im_h, im_w = (tf.cast(v, tf.int32) for v in image_hw)
+    cty, ctx = (tf.cast(v, tf.int32) for v in center)
+    height, width = (tf.cast(v, tf.int32) for v in size)
+    x0, x1 = tf.maximum(0, ctx - width // 2), tf.minimum(ctx + width // 2, im_w)
+    y0, y1 = tf.maximum(0, cty - height // 2), tf.minimum(cty + height // 2, im_h)
+    left, right = ctx - x0, x1 - ctx
+    top, bottom = cty - y0, y1 - cty
+    cropped_cty, cropped_ctx = height // 2, width // 2
+    return dict(x0=x0, x1=x1, y0=y0, y1=y1, left=left, right=right, top=top, bottom=bottom,
+                cty=cropped_cty, ctx=cropped_ctx, height=height, width=width)
+
+
+def _paste(image: tf.Tensor, g: dict) -> tf.Tensor:
+    """``canvas[cty-top:cty+bottom, ctx-left:ctx+right] = image[y0:y1, x0:x1]`` on a zero canvas."""
+    patch = image[g["y0"]:g["y1"], g["x0"]:g["x1"]]
+    pad_top, pad_left = g["cty"] - g["top"], g["ctx"] - g["left"]
+    paddings = [
+        [pad_top, g["height"] - pad_top - (g["y1"] - g["y0"])],
+        [pad_left, g["width"] - pad_left - (g["x1"] - g["x0"])],
+        [0, 0],
+    ]
+    return tf.pad(patch, paddings)
+
+
+def crop_image(image, center, size):
+    """The official ``crop_image``: a ``size = (h, w)`` window centred at ``center = (cy, cx)``.
+
+    Returns ``(cropped, border, offset)``: ``border = [top, bottom, left, right]`` (float32) is
+    where the image lies inside the crop, ``offset = [cy - h // 2, cx - w // 2]``. With an odd
+    size the window ends one pixel early (``c + h // 2``), so the last row/column stay zero.
+    """
+    image = tf.convert_to_tensor(image)
+    g = _crop_geometry(tf.unstack(tf.shape(image)[:2]), center, size)
+    cropped = _paste(image, g)
+    border = tf.cast(
+        tf.stack([g["cty"] - g["top"], g["cty"] + g["bottom"], g["ctx"] - g["left"], g["ctx"] + g["right"]]),
+        tf.float32,
+    )
+    offset = tf.stack([tf.cast(center[0], tf.int32) - g["height"] // 2, tf.cast(center[1], tf.int32) - g["width"] // 2])
+    return cropped, border, offset
+
+
+def _shift_boxes(boxes: tf.Tensor, dx, dy) -> tf.Tensor:
+    """``boxes[:, 0::2] += dx; boxes[:, 1::2] += dy`` in float64."""
+    dx, dy = tf.cast(dx, tf.float64), tf.cast(dy, tf.float64)
+    return boxes + tf.stack([dx, dy, dx, dy])
+
+
+def random_crop_with_draws(image, boxes, scale, ctx, cty, view_size: Sequence[int]):
+    """The official ``random_crop`` given its draws: ``scale`` (float64), centre ``(ctx, cty)``."""
+    image = tf.convert_to_tensor(image)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
+    scale = tf.cast(scale, tf.float64)
+    height = tf.cast(tf.floor(float(view_size[0]) * scale), tf.int32)  # int(view_height * scale)
+    width = tf.cast(tf.floor(float(view_size[1]) * scale), tf.int32)
+    g = _crop_geometry(tf.unstack(tf.shape(image)[:2]), (cty, ctx), (height, width))
+    cropped = _paste(image, g)
+    # Official order: subtract the window origin, then add the paste offset.
+    boxes = _shift_boxes(boxes, -g["x0"], -g["y0"])
+    boxes = _shift_boxes(boxes, g["ctx"] - g["left"], g["cty"] - g["top"])
+    return cropped, boxes
+
+
+def draw_random_crop(seed, image_hw, rand_scales: Sequence[float], border: int):
+    """Stateless draws for :func:`random_crop_with_draws`: ``(scale, ctx, cty)``."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    scales = tf.constant(list(rand_scales), tf.float64)
+    index = tf.random.stateless_uniform([], seeds[0], 0, len(rand_scales), dtype=tf.int32)
+    im_h, im_w = (tf.cast(v, tf.int32) for v in image_hw)
+    w_border, h_border = get_border(border, im_w), get_border(border, im_h)
+    ctx = tf.random.stateless_uniform([], seeds[1], w_border, im_w - w_border, dtype=tf.int32)
+    cty = tf.random.stateless_uniform([], seeds[2], h_border, im_h - h_border, dtype=tf.int32)
+    return scales[index], ctx, cty
+
+
+def full_image_crop(image, boxes):
+    """The official ``_full_image_crop``: centre the image in a ``max(h, w)`` square."""
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    max_hw = tf.maximum(shape[0], shape[1])
+    cropped, border, _ = crop_image(image, (shape[0] // 2, shape[1] // 2), (max_hw, max_hw))
+    boxes = _shift_boxes(tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64), border[2], border[0])
+    return cropped, boxes, border
+
+
+def _cv2_linear_taps(src_size, dst_size: int):
+    """Source indices and 11-bit weights of OpenCV's INTER_LINEAR along one axis."""
+    src = tf.cast(src_size, tf.float64)
+    scale = 1.0 / (tf.constant(float(dst_size), tf.float64) / src)  # cv2: 1 / inv_scale
+    f = tf.cast((tf.range(dst_size, dtype=tf.float64) + 0.5) * scale - 0.5, tf.float32)
+    s = tf.floor(f)
+    f = f - s
+    s = tf.cast(s, tf.int32)
+    last = tf.cast(src_size, tf.int32) - 1
+    low, high = s < 0, s >= last
+    f = tf.where(low | high, tf.zeros_like(f), f)
+    s = tf.where(low, tf.zeros_like(s), tf.where(high, tf.fill(tf.shape(s), last), s))
+    w1 = tf.cast(tf.round(f * _CV_COEF_SCALE), tf.int32)  # saturate_cast<short>: round half to even
+    w0 = tf.cast(tf.round((1.0 - f) * _CV_COEF_SCALE), tf.int32)
+    return s, tf.minimum(s + 1, last), w0, w1
+
+
+def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
+    """``cv2.resize(image, (w, h))`` (INTER_LINEAR) on a uint8 image, bit-exact.
+
+    OpenCV interpolates uint8 in fixed point: 11-bit horizontal weights,
+    ``D = (p0 * a0 + p1 * a1) >> 4`` per source row, then the vertical pass
+    ``(((b0 * D0) >> 16) + ((b1 * D1) >> 16) + 2) >> 2``. ``tf.image.resize`` rounds differently
+    (about one pixel value in ten differs by 1), so it is reproduced here with integer ops.
+    Returns uint8 ``[h, w, C]``.
+    """
+    image = tf.convert_to_tensor(image)
+    out_h, out_w = int(size[0]), int(size[1])
+    shape = tf.shape(image)
+    ys0, ys1, b0, b1 = _cv2_linear_taps(shape[0], out_h)
+    xs0, xs1, a0, a1 = _cv2_linear_taps(shape[1], out_w)
+    shift = tf.bitwise.right_shift
+    # Horizontal pass on every source row (gathering uint8 first: a quarter of the memory traffic).
+    p0 = tf.cast(tf.gather(image, xs0, axis=1), tf.int32)
+    p1 = tf.cast(tf.gather(image, xs1, axis=1), tf.int32)
+    d = shift(p0 * a0[None, :, None] + p1 * a1[None, :, None], 4)
+    # Vertical pass on the rows each output row needs.
+    v = shift(b0[:, None, None] * tf.gather(d, ys0), 16) + shift(b1[:, None, None] * tf.gather(d, ys1), 16)
+    return tf.cast(tf.clip_by_value(shift(v + 2, 2), 0, 255), tf.uint8)
+
+
+def resize_image(image, boxes, size: Sequence[int]):
+    """The official ``_resize_image``: resize, then scale boxes by ``new / old`` (ratio first, float64)."""
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    resized = resize_uint8(image, size)
+    height_ratio = float(size[0]) / tf.cast(shape[0], tf.float64)
+    width_ratio = float(size[1]) / tf.cast(shape[1], tf.float64)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
+    boxes = boxes * tf.stack([width_ratio, height_ratio, width_ratio, height_ratio])
+    return resized, boxes
+
+
+def clip_detections(boxes, classes, image_hw):
+    """The official ``_clip_detections``: clip to ``[0, size - 1]``, keep boxes with positive w and h."""
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
+    height, width = (tf.cast(v, tf.float64) for v in image_hw)
+    x = tf.clip_by_value(boxes[:, 0::2], 0.0, width - 1.0)
+    y = tf.clip_by_value(boxes[:, 1::2], 0.0, height - 1.0)
+    boxes = tf.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1)
+    keep = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
+    return tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+
+
+def flip_horizontal(image, boxes):
+    """Training flip: mirror the image, ``x1, x2 = W - x2 - 1, W - x1 - 1`` (not the test-time ``W - x``)."""
+    image = tf.convert_to_tensor(image)
+    width = tf.cast(tf.shape(image)[1], tf.float64)
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
+    flipped = tf.stack([width - boxes[:, 2] - 1.0, boxes[:, 1], width - boxes[:, 0] - 1.0, boxes[:, 3]], axis=1)
+    return image[:, ::-1], flipped
+
+
+# --------------------------------------------------------------------------- colour
+
+
+def grayscale(image) -> tf.Tensor:
+    """``cv2.cvtColor(BGR2GRAY)`` of an RGB float image: ``[H, W]``."""
+    r, g, b = tf.unstack(tf.convert_to_tensor(image, tf.float32), 3, axis=-1)
+    wr, wg, wb = GRAY_WEIGHTS_RGB
+    return b * wb + g * wg + r * wr
+
+
+def color_jitter_with_draws(image, order, alphas) -> tf.Tensor:
+    """The official ``color_jittering_`` given its draws.
+
+    ``order[i]`` is the i-th operation applied (an index into :data:`JITTER_OPS`) and
+    ``alphas[i]`` its alpha (``1 + U(-var, var)``, float64). Each operation is
+    ``image * alpha + target * (1 - alpha)`` with target 0 (brightness), the grayscale mean
+    (contrast) or the grayscale image computed once before the first operation (saturation).
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    gray = grayscale(image)[..., None]
+    gray_mean = tf.reduce_mean(gray)
+    order = tf.cast(tf.reshape(order, [3]), tf.int32)
+    alphas = tf.cast(tf.reshape(alphas, [3]), tf.float64)
+    zero = tf.zeros_like(gray)
+    for i in range(3):
+        op = order[i]
+        target = tf.where(op == 2, gray, tf.where(op == 1, zero + gray_mean, zero))
+        alpha = tf.cast(alphas[i], tf.float32)
+        rest = tf.cast(1.0 - alphas[i], tf.float32)
+        image = image * alpha + target * rest
+    return image
+
+
+def draw_color_jitter(seed, strength: float):
+    """Stateless draws for :func:`color_jitter_with_draws`: a random order and three alphas."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    order = tf.argsort(tf.random.stateless_uniform([3], seeds[0]))
+    alphas = 1.0 + tf.random.stateless_uniform([3], seeds[1], -strength, strength, dtype=tf.float64)
+    return tf.cast(order, tf.int32), alphas
+
+
+def lighting_with_alpha(image, alpha) -> tf.Tensor:
+    """The official ``lighting_`` given ``alpha`` (float64 [3], one per eigen-component), on RGB."""
+    alpha = tf.cast(tf.reshape(alpha, [3]), tf.float64)
+    offset = tf.linalg.matvec(tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha)
+    return tf.convert_to_tensor(image, tf.float32) + tf.cast(offset, tf.float32)
+
+
+def draw_lighting(seed, std: float) -> tf.Tensor:
+    return tf.random.stateless_normal([3], seed, stddev=std, dtype=tf.float64)
+
+
+def normalize(image, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
+    """``(image - mean) / std`` with RGB-ordered float32 statistics."""
+    mean = tf.constant(np.asarray(mean, np.float32))
+    std = tf.constant(np.asarray(std, np.float32))
+    return (tf.convert_to_tensor(image, tf.float32) - mean) / std
+
+
+def photometric(image, mean, std, order=None, alphas=None, light_alpha=None, scale: float = 1.0 / 255.0):
+    """Colour jitter, lighting and normalisation fused into one affine pass (the training path).
+
+    Every jitter operation is ``x -> a * x + (1 - a) * t`` with ``t`` in {0, gray mean, gray}
+    and the grayscale taken once before the first operation, so the whole chain is
+    ``x * k1 + gray * k2 + k3`` with per-channel constants: three passes over the image instead
+    of about sixteen. ``image`` is ``scale`` times the [0, 1] pixel value (uint8 values with the
+    default ``1/255``). ``order``/``alphas`` as :func:`color_jitter_with_draws` (None: no jitter),
+    ``light_alpha`` as :func:`lighting_with_alpha` (None: no lighting). Agrees with the
+    sequential official operations to float32 rounding (~1e-6).
+    """
+    x = tf.cast(image, tf.float32)
+    mean = tf.constant(np.asarray(mean, np.float64))
+    std = tf.constant(np.asarray(std, np.float64))
+    k_image = tf.constant(1.0, tf.float64)
+    k_gray = tf.constant(0.0, tf.float64)
+    offset = tf.constant(0.0, tf.float64)
+    gray = None
+    if order is not None:
+        gray = grayscale(x)[..., None]
+        gray_mean = tf.cast(tf.reduce_mean(gray), tf.float64) * scale
+        order = tf.cast(tf.reshape(order, [3]), tf.int32)
+        alphas = tf.cast(tf.reshape(alphas, [3]), tf.float64)
+        for i in range(3):
+            a, op = alphas[i], order[i]
+            k_image = k_image * a
+            k_gray = k_gray * a + tf.where(op == 2, 1.0 - a, tf.zeros_like(a))
+            offset = offset * a + tf.where(op == 1, (1.0 - a) * gray_mean, tf.zeros_like(a))
+    light = tf.zeros([3], tf.float64)
+    if light_alpha is not None:
+        alpha = tf.cast(tf.reshape(light_alpha, [3]), tf.float64)
+        light = tf.linalg.matvec(tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha)
+    k1 = tf.cast(k_image * scale / std, tf.float32)
+    k3 = tf.cast((offset + light - mean) / std, tf.float32)
+    out = x * k1
+    if gray is not None:
+        out = out + gray * tf.cast(k_gray * scale / std, tf.float32)
+    return out + k3
+
+
+# --------------------------------------------------------------------------- whole chains
+
+
+def augment_for_training(image, boxes, classes, seed, config: DataConfig):
+    """One training example through the official sampler, switched by ``config``.
+
+    ``image``: uint8 RGB ``[H, W, 3]``; ``boxes``: ``[N, 4]`` pixels; ``classes``: ``[N]``;
+    ``seed``: int ``[2]`` (all draws derive from it). ``config.augment=False`` gives the
+    deterministic full-image path; otherwise random crop always, and flip / colour jitter /
+    lighting each by their own switch (the official code applies lighting only together with
+    colour jitter; both are on by default). Returns ``(image float32 [h, w, 3] normalised RGB,
+    boxes float64 [K, 4] in input pixels, classes [K])``.
+    """
+    if not config.augment:
+        image, boxes, classes, _ = resize_full_image(image, boxes, classes, config.input_size)
+        return photometric(image, config.mean, config.std), boxes, classes
+    crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    scale, ctx, cty = draw_random_crop(crop_seed, (shape[0], shape[1]), config.rand_scales, config.border)
+    image, boxes = random_crop_with_draws(image, boxes, scale, ctx, cty, config.input_size)
+    image, boxes = resize_image(image, boxes, config.input_size)
+    boxes, classes = clip_detections(boxes, classes, config.input_size)
+    if config.flip:
+        do_flip = tf.random.stateless_uniform([], flip_seed, dtype=tf.float64) > 0.5
+        image, boxes = tf.cond(do_flip, partial(flip_horizontal, image, boxes), partial(tuple, (image, boxes)))
+    order = alphas = light_alpha = None
+    if config.color_jitter:
+        order, alphas = draw_color_jitter(jitter_seed, config.jitter_strength)
+    if config.lighting:
+        light_alpha = draw_lighting(light_seed, config.lighting_std)
+    image = photometric(image, config.mean, config.std, order, alphas, light_alpha)
+    h, w = (int(v) for v in config.input_size)
+    return tf.ensure_shape(image, [h, w, 3]), boxes, classes
+
+
+def resize_full_image(image, boxes, classes, input_size: Sequence[int]):
+    """The non-random path: full-image crop, resize to ``input_size``, clip (uint8 image).
+
+    Returns ``(image uint8, boxes float64, classes, geometry)`` where ``geometry`` maps input
+    pixels back to the original image: ``original = input / ratio - border`` with ``ratio``
+    ``[ry, rx]`` and ``border`` ``[top, left]`` (float64).
+    """
+    image, boxes, border = full_image_crop(image, boxes)
+    square = tf.cast(tf.shape(image)[0], tf.float64)
+    image, boxes = resize_image(image, boxes, input_size)
+    boxes, classes = clip_detections(boxes, classes, input_size)
+    h, w = (int(v) for v in input_size)
+    geometry = {
+        "ratio": tf.stack([float(h) / square, float(w) / square]),
+        "border": tf.cast(tf.stack([border[0], border[2]]), tf.float64),
+    }
+    return tf.ensure_shape(image, [h, w, 3]), boxes, classes, geometry

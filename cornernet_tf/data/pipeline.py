@@ -1,0 +1,432 @@
+"""The input pipeline: source -> decode -> augment -> encode targets -> batch -> prefetch.
+
+Training elements (``build_dataset(..., training=True)``), ``B`` = per-replica batch,
+``H, W`` = ``data.input_size``, ``h, w`` = ``data.output_hw``, ``C`` = classes,
+``M`` = ``data.max_objects``::
+
+    (images, targets)
+    images                 float32 [B, H, W, 3]  RGB, normalised with data.mean / data.std
+    targets["tl_heatmap"]  float32 [B, h, w, C]  Gaussian corner heatmaps (targets.encode_targets)
+    targets["br_heatmap"]  float32 [B, h, w, C]
+    targets["tl_regr"]     float32 [B, M, 2]     sub-pixel offsets (dx, dy)
+    targets["br_regr"]     float32 [B, M, 2]
+    targets["tl_tag"]      int64   [B, M]        flat indices y * w + x
+    targets["br_tag"]      int64   [B, M]
+    targets["tag_mask"]    float32 [B, M]        1 for the first num_objects slots
+    targets["num_objects"] int32   [B]
+    targets["num_dropped"] int32   [B]           objects past M (on the heatmaps, no tag)
+    targets["image_id"]    int64   [B]
+
+``training=False`` gives the same structure without randomness (full-image crop, no flip or
+colour), one pass, for validation losses. :func:`build_eval_dataset` gives images with their
+ground truth instead of targets (see there).
+
+Sources, chosen by ``DataConfig``: ``train_annotations`` + ``train_images`` (COCO JSON and an
+image folder), ``train_tfrecords`` (a glob of shards) or ``tfds_name`` (validation: the ``val_*``
+fields, else ``tfds_name`` with ``tfds_val_split``). Exactly one must be set.
+
+Randomness: every element gets the seed ``[base, index]`` where ``index`` counts the elements
+of this pipeline in order, so with ``data.seed`` set and ``data.deterministic`` true the batches
+are the same on every run whatever the parallelism. Under ``tf.distribute`` pass the
+``InputContext``: each input pipeline reads its own shard and batches
+``input_context.get_per_replica_batch_size(batch_size)`` images.
+
+Undecodable images are skipped, logged by file name and counted in ``dataset.report``
+(see ``image_io.map_or_skip``); ``dataset.dataset_info`` has the class mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from cornernet_tf.config import ConfigError, DataConfig
+from cornernet_tf.data import augment as aug
+from cornernet_tf.data.image_io import decode_image, failure_reason, map_or_skip
+from cornernet_tf.data.info import DatasetInfo
+from cornernet_tf.data.records import ImageRecord, records_to_dataset
+from cornernet_tf.data.report import DatasetReport
+
+logger = logging.getLogger("cornernet_tf.data")
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass
+class DataSource:
+    """A configured dataset before the pipeline: where the images are, the classes, the report."""
+
+    kind: str  # coco | tfrecord | tfds
+    info: DatasetInfo
+    report: DatasetReport
+    records: Optional[list[ImageRecord]] = None  # coco
+    files: Optional[list[str]] = None  # tfrecord
+    tfds_args: Optional[dict] = None  # tfds: name, split, data_dir
+    num_images: Optional[int] = None
+    class_map: Optional[np.ndarray] = None  # source class -> our class (-1: not used)
+
+    def elements(self, input_context=None, shuffle: bool = False, seed: Optional[int] = None,
+                 shuffle_buffer: int = 512) -> tf.data.Dataset:
+        """Source elements ``{data, name, image_id, height, width, boxes, classes}``, sharded."""
+        if self.kind == "coco":
+            ds = records_to_dataset(self.records)
+            if input_context is not None and input_context.num_input_pipelines > 1:
+                ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            if shuffle:  # light elements (a path and boxes): a full permutation, as the official sampler
+                ds = ds.shuffle(max(len(self.records), 1), seed=seed, reshuffle_each_iteration=True)
+            return ds
+        if self.kind == "tfrecord":
+            from cornernet_tf.data.tfrecord import tfrecord_source
+
+            ds = tfrecord_source(self.files, input_context, shuffle_files=shuffle, seed=seed)
+        else:
+            from cornernet_tf.data.tfds import load_tfds
+
+            ds, _ = load_tfds(**self.tfds_args, input_context=input_context, shuffle_files=shuffle, seed=seed)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return ds
+
+
+def _selected_sources(config: DataConfig, training: bool) -> dict:
+    if training:
+        candidates = {
+            "coco": config.train_annotations or config.train_images,
+            "tfrecord": config.train_tfrecords,
+            "tfds": config.tfds_name,
+        }
+    else:
+        candidates = {
+            "coco": config.val_annotations or config.val_images,
+            "tfrecord": config.val_tfrecords,
+        }
+        if not any(candidates.values()):  # tfds_name names the dataset of both phases
+            candidates["tfds"] = config.tfds_name
+    return {k: v for k, v in candidates.items() if v}
+
+
+def load_source(config: DataConfig, training: bool = True, scan: str = "header",
+                report: Optional[DatasetReport] = None) -> DataSource:
+    """Read the annotations of the configured training (or validation) data.
+
+    ``scan`` is how a COCO JSON source looks at its image files at load time: ``header``
+    (default: finds missing, unreadable and resized files), ``decode`` (also truncated ones,
+    slower) or ``none`` (broken files are then only skipped, and counted, in the graph).
+    """
+    prefix = "train" if training else "val"
+    chosen = _selected_sources(config, training)
+    if not chosen:
+        raise ConfigError(
+            f"no {'training' if training else 'validation'} data configured: set data.{prefix}_annotations "
+            f"and data.{prefix}_images, data.{prefix}_tfrecords, or data.tfds_name"
+        )
+    if len(chosen) > 1:
+        raise ConfigError(f"set only one {prefix} data source, got {', '.join(sorted(chosen))}")
+    kind = next(iter(chosen))
+    if kind == "coco":
+        from cornernet_tf.data.coco import load_coco
+
+        annotations = getattr(config, f"{prefix}_annotations")
+        images = getattr(config, f"{prefix}_images")
+        if not annotations or not images:
+            raise ConfigError(f"data.{prefix}_annotations and data.{prefix}_images must be set together")
+        loaded = load_coco(annotations, images, class_names=config.class_names, scan=scan,
+                           max_objects=config.max_objects, report=report)
+        loaded.report.log()
+        return DataSource("coco", loaded.info, loaded.report, records=loaded.records,
+                          num_images=len(loaded.records))
+    if kind == "tfrecord":
+        import json
+
+        from cornernet_tf.data.tfrecord import info_path_for, list_shards, load_info
+
+        files = list_shards(getattr(config, f"{prefix}_tfrecords"))
+        info = load_info(files, config.class_names)
+        num_images = None
+        if tf.io.gfile.exists(info_path_for(files[0])):
+            with tf.io.gfile.GFile(info_path_for(files[0])) as fh:
+                num_images = json.load(fh).get("num_images")
+        info, class_map = _restrict_classes(info, config.class_names, files[0])
+        return DataSource("tfrecord", info, report or DatasetReport(files[0]), files=files,
+                          num_images=num_images, class_map=class_map)
+    import tensorflow_datasets as tfds
+
+    from cornernet_tf.data.tfds import tfds_dataset_info
+
+    split = config.tfds_train_split if training else config.tfds_val_split
+    builder = tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)
+    info, class_map = _restrict_classes(tfds_dataset_info(config.tfds_name, builder.info), config.class_names,
+                                        config.tfds_name)
+    try:
+        num_images = builder.info.splits[split].num_examples
+    except (KeyError, ValueError):  # split sizes are unknown until the dataset is prepared
+        num_images = None
+    return DataSource("tfds", info, report or DatasetReport(f"{config.tfds_name}:{split}"),
+                      tfds_args=dict(name=config.tfds_name, split=split, data_dir=config.tfds_data_dir),
+                      num_images=num_images, class_map=class_map)
+
+
+def _restrict_classes(info: DatasetInfo, class_names, where: str):
+    """Keep ``class_names`` (in that order) of ``info``; returns the new info and the index map."""
+    if not class_names or list(class_names) == list(info.class_names):
+        return info, None
+    missing = [n for n in class_names if n not in info.class_names]
+    if missing:
+        raise ConfigError(f"data.class_names {missing} are not classes of {where}; it has {list(info.class_names)}")
+    mapping = np.full(info.num_classes, -1, np.int32)
+    for new, name in enumerate(class_names):
+        mapping[info.class_names.index(name)] = new
+    new_info = DatasetInfo(tuple(class_names), tuple(info.category_ids[info.class_names.index(n)] for n in class_names))
+    return new_info, mapping
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def attach_seeds(ds: tf.data.Dataset, seed: int, pipeline_id: int = 0) -> tf.data.Dataset:
+    """Give element ``i`` the stateless seed ``[base, i]`` (``base`` from the seed and the pipeline)."""
+    base = tf.constant(int(seed) * 1_000_003 + int(pipeline_id), tf.int64)
+
+    def with_seed(i, el):
+        return dict(el, seed=tf.stack([base, i]))
+
+    return ds.enumerate().map(with_seed)
+
+
+def decode_stage(ds: tf.data.Dataset, source: DataSource, config: DataConfig) -> tf.data.Dataset:
+    """Source elements -> ``{image uint8 [h, w, 3], boxes float64 [N, 4] pixels, classes, image_id, seed}``.
+
+    Images that cannot be read or decoded are skipped (logged, counted in ``source.report``).
+    An image whose decoded size differs from the recorded one gets its boxes rescaled (counted).
+    """
+    read_files = source.kind == "coco"
+    normalized = source.kind == "tfds"
+    report = source.report
+    class_map = None if source.class_map is None else tf.constant(source.class_map)
+
+    def on_size_mismatch(name, recorded, real):
+        name = name.decode("utf-8", "replace")
+        msg = f"annotated as {recorded[1]}x{recorded[0]} but decoded as {real[1]}x{real[0]}; boxes rescaled"
+        logger.warning("%s: %s", name, msg)
+        report.problem("size_mismatch", msg, file=name, counter="runtime_images_size_repaired")
+        return np.float64(0.0)
+
+    def decode(el):
+        data = tf.io.read_file(el["data"]) if read_files else el["data"]
+        image = decode_image(data)
+        shape = tf.shape(image)
+        height, width = shape[0], shape[1]
+        boxes = tf.reshape(tf.cast(el["boxes"], tf.float64), [-1, 4])
+        classes = tf.reshape(tf.cast(el["classes"], tf.int32), [-1])
+        size_f = tf.cast(tf.stack([width, height, width, height]), tf.float64)
+        if normalized:
+            boxes = boxes * size_f
+        else:
+            rec_h, rec_w = el["height"], el["width"]
+            mismatch = (rec_h > 0) & (rec_w > 0) & ((rec_h != height) | (rec_w != width))
+
+            def rescale():
+                flag = tf.numpy_function(
+                    on_size_mismatch, [el["name"], tf.stack([rec_h, rec_w]), tf.stack([height, width])],
+                    tf.float64, stateful=True,
+                )
+                rec_f = tf.cast(tf.stack([rec_w, rec_h, rec_w, rec_h]), tf.float64)
+                with tf.control_dependencies([flag]):
+                    return boxes * (size_f / rec_f)
+
+            def unchanged():
+                return boxes
+
+            boxes = tf.cond(mismatch, rescale, unchanged)
+        if class_map is not None:
+            classes = tf.gather(class_map, classes)
+            keep = classes >= 0
+            boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+        return {"image": image, "boxes": boxes, "classes": classes, "image_id": el["image_id"],
+                "seed": el["seed"]}
+
+    def describe(el):
+        return el["name"]
+
+    def stored_bytes_reason(name):
+        return "the stored image bytes cannot be decoded"
+
+    return map_or_skip(
+        ds, decode, describe=describe, report=report,
+        reason=failure_reason if read_files else stored_bytes_reason,
+        num_parallel_calls=_parallel(config),
+    )
+
+
+def augment_stage(ds: tf.data.Dataset, config: DataConfig, training: bool) -> tf.data.Dataset:
+    """Decoded elements -> ``{image float32 [H, W, 3] normalised, boxes (input pixels), classes, image_id}``."""
+    aug_config = config if training else dataclasses.replace(config, augment=False)
+
+    def fn(el):
+        image, boxes, classes = aug.augment_for_training(el["image"], el["boxes"], el["classes"], el["seed"], aug_config)
+        return {"image": image, "boxes": boxes, "classes": classes, "image_id": el["image_id"]}
+
+    return ds.map(fn, num_parallel_calls=_parallel(config))
+
+
+def encode_stage(ds: tf.data.Dataset, config: DataConfig, num_classes: int) -> tf.data.Dataset:
+    """Augmented elements -> ``(image, targets)`` with :func:`cornernet_tf.targets.encode_targets`."""
+    from cornernet_tf.targets import encode_targets
+
+    input_size, output_size = tuple(config.input_size), config.output_hw
+
+    def fn(el):
+        targets = encode_targets(
+            el["boxes"], el["classes"], input_size, output_size, num_classes,
+            max_objects=config.max_objects, gaussian_iou=config.gaussian_iou,
+            radius_mode=config.radius_mode, fixed_radius=config.fixed_radius,
+        )
+        targets["image_id"] = el["image_id"]
+        return el["image"], targets
+
+    return ds.map(fn, num_parallel_calls=_parallel(config))
+
+
+def _parallel(config: DataConfig) -> int:
+    return AUTOTUNE if config.num_parallel_calls in (-1, None) else int(config.num_parallel_calls)
+
+
+def _options(config: DataConfig, input_context) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = bool(config.deterministic)
+    if input_context is not None:  # already sharded per input pipeline
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def _resolve_num_classes(info: DatasetInfo, model_config, num_classes: Optional[int]) -> int:
+    if model_config is not None:
+        if num_classes is not None and num_classes != model_config.num_classes:
+            raise ConfigError(f"num_classes={num_classes} but model.num_classes={model_config.num_classes}")
+        num_classes = model_config.num_classes
+    if num_classes is None:
+        return info.num_classes
+    if info.num_classes > num_classes:
+        raise ConfigError(
+            f"the dataset has {info.num_classes} classes ({', '.join(info.class_names[:5])}...) but the model "
+            f"predicts {num_classes}: set model.num_classes={info.num_classes} or data.class_names"
+        )
+    return int(num_classes)
+
+
+def _resolve_seed(config: DataConfig) -> int:
+    if config.seed is not None:
+        return int(config.seed)
+    if config.deterministic:
+        raise ConfigError("data.deterministic needs data.seed")
+    return random.SystemRandom().randrange(2**31)
+
+
+def _finish(ds: tf.data.Dataset, source: DataSource, config: DataConfig, input_context) -> tf.data.Dataset:
+    ds = ds.prefetch(AUTOTUNE).with_options(_options(config, input_context))
+    ds.dataset_info = source.info
+    ds.report = source.report
+    return ds
+
+
+# --------------------------------------------------------------------------- public
+
+
+def build_dataset(
+    data_config: DataConfig,
+    training: bool,
+    batch_size: Optional[int] = None,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    model_config=None,
+    num_classes: Optional[int] = None,
+    source: Optional[DataSource] = None,
+) -> tf.data.Dataset:
+    """The training (or validation-loss) dataset; see the module docstring for the elements.
+
+    ``batch_size`` is the global batch (``None``: unbatched elements). With ``input_context``
+    (``strategy.distribute_datasets_from_function``) the pipeline reads shard
+    ``input_pipeline_id`` and batches the per-replica share. ``training=True`` shuffles, repeats
+    forever and drops the last partial batch (static shapes); ``training=False`` makes one
+    ordered pass without augmentation. ``source`` reuses annotations already loaded by
+    :func:`load_source`.
+    """
+    config = data_config
+    seed = _resolve_seed(config)
+    source = source or load_source(config, training)
+    classes = _resolve_num_classes(source.info, model_config, num_classes)
+    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
+
+    ds = source.elements(input_context, shuffle=training, seed=seed, shuffle_buffer=config.shuffle_buffer)
+    if training:
+        ds = ds.repeat()
+    ds = attach_seeds(ds, seed, pipeline_id)
+    ds = decode_stage(ds, source, config)
+    ds = augment_stage(ds, config, training)
+    ds = encode_stage(ds, config, classes)
+    if batch_size is not None:
+        per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else int(batch_size)
+        ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=_parallel(config))
+    return _finish(ds, source, config, input_context)
+
+
+def build_eval_dataset(
+    data_config: DataConfig,
+    batch_size: Optional[int] = 1,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    resize: bool = True,
+    source: Optional[DataSource] = None,
+) -> tf.data.Dataset:
+    """Validation images with their ground truth, no augmentation, one ordered pass.
+
+    ``resize=True`` (the official debug/validation geometry: full-image square crop, resize to
+    ``input_size``), batched with boxes padded per batch::
+
+        image          float32 [B, H, W, 3]  normalised RGB
+        boxes          float32 [B, K, 4]     x1, y1, x2, y2 in input pixels (padding 0)
+        classes        int32   [B, K]        0-based (padding -1)
+        num_boxes      int32   [B]
+        image_id       int64   [B]
+        original_size  int32   [B, 2]        (height, width) of the file
+        ratio, border  float64 [B, 2]        original = input / ratio - border, per (y, x)
+
+    ``resize=False``: unbatched originals for the official test procedure: ``image`` uint8
+    ``[h, w, 3]`` RGB, ``boxes`` float32 ``[N, 4]`` original pixels, ``classes``, ``image_id``.
+    """
+    config = dataclasses.replace(data_config, augment=False)
+    source = source or load_source(config, training=False)
+    ds = source.elements(input_context, shuffle=False)
+    ds = attach_seeds(ds, 0, 0)
+    ds = decode_stage(ds, source, config)
+
+    if not resize:
+        def original(el):
+            return {"image": el["image"], "boxes": tf.cast(el["boxes"], tf.float32),
+                    "classes": el["classes"], "image_id": el["image_id"]}
+
+        return _finish(ds.map(original, num_parallel_calls=_parallel(config)), source, config, input_context)
+
+    def resized(el):
+        shape = tf.shape(el["image"])
+        image, boxes, classes, geometry = aug.resize_full_image(el["image"], el["boxes"], el["classes"], config.input_size)
+        return {
+            "image": aug.photometric(image, config.mean, config.std),
+            "boxes": tf.cast(boxes, tf.float32),
+            "classes": classes,
+            "num_boxes": tf.shape(classes)[0],
+            "image_id": el["image_id"],
+            "original_size": shape[:2],
+            "ratio": geometry["ratio"],
+            "border": geometry["border"],
+        }
+
+    ds = ds.map(resized, num_parallel_calls=_parallel(config))
+    if batch_size is not None:
+        per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else int(batch_size)
+        padding = {k: tf.constant(-1 if k == "classes" else 0, v.dtype) for k, v in ds.element_spec.items()}
+        ds = ds.padded_batch(per_replica, padding_values=padding)
+    return _finish(ds, source, config, input_context)

@@ -1,0 +1,99 @@
+"""TensorFlow Datasets ``coco/2017`` (and other detection datasets of the same shape) as a source.
+
+TFDS detection features: ``image`` (kept encoded with ``SkipDecoding`` so the pipeline's
+fail-safe decoder handles it), ``image/id``, ``image/filename`` and ``objects`` with ``bbox``
+normalised as ``(ymin, xmin, ymax, xmax)``, ``label`` (contiguous; for COCO 0..79 in category-id
+order) and ``is_crowd``. Crowd objects are dropped, as in the official code; boxes become
+``(x1, y1, x2, y2)`` in pixels once the image size is known, after decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from cornernet_tf.data.info import DatasetInfo
+
+# The 80 category ids of COCO 2014/2017 in ascending order: TFDS label k is COCO category
+# COCO_CATEGORY_IDS[k] (TFDS assigns labels in the annotation file's category order).
+COCO_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)
+COCO_CLASS_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+assert len(COCO_CATEGORY_IDS) == len(COCO_CLASS_NAMES) == 80
+
+
+def tfds_dataset_info(name: str, builder_info) -> DatasetInfo:
+    """Class names from the TFDS builder; COCO category ids for ``coco/*`` (else 1..C)."""
+    label = builder_info.features["objects"]["label"]
+    names = list(label.names)
+    if name.split("/")[0] == "coco" and len(names) == 80:
+        if all(n.isdigit() for n in names):  # metadata not downloaded: TFDS only knows the count
+            names = list(COCO_CLASS_NAMES)
+        return DatasetInfo(tuple(names), COCO_CATEGORY_IDS)
+    return DatasetInfo.from_names(names, first_id=1)
+
+
+def to_source_element(example: dict) -> dict:
+    """A TFDS detection example -> source element (boxes still normalised, crowd removed)."""
+    import tensorflow as tf
+
+    objects = example["objects"]
+    keep = tf.logical_not(tf.cast(objects["is_crowd"], tf.bool)) if "is_crowd" in objects else None
+    bbox = tf.cast(tf.reshape(objects["bbox"], [-1, 4]), tf.float64)
+    ymin, xmin, ymax, xmax = tf.unstack(bbox, 4, axis=1)
+    boxes = tf.stack([xmin, ymin, xmax, ymax], axis=1)
+    classes = tf.cast(objects["label"], tf.int32)
+    if keep is not None:
+        boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+    name = example.get("image/filename", tf.strings.as_string(example["image/id"]))
+    return {
+        "data": example["image"],
+        "name": name,
+        "image_id": tf.cast(example["image/id"], tf.int64),
+        "height": tf.constant(0, tf.int32),  # unknown until decoded; boxes are normalised
+        "width": tf.constant(0, tf.int32),
+        "boxes": boxes,
+        "classes": classes,
+    }
+
+
+def load_tfds(
+    name: str,
+    split: str,
+    data_dir: Optional[str] = None,
+    input_context=None,
+    shuffle_files: bool = False,
+    seed: Optional[int] = None,
+):
+    """``(source dataset, DatasetInfo)`` for a TFDS detection dataset, sharded per input pipeline."""
+    import tensorflow_datasets as tfds
+
+    read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed)
+    ds, builder_info = tfds.load(
+        name,
+        split=split,
+        data_dir=data_dir,
+        with_info=True,
+        shuffle_files=shuffle_files,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=read_config,
+    )
+    features = builder_info.features
+    if "objects" not in features or "bbox" not in features["objects"] or "label" not in features["objects"]:
+        raise ValueError(f"TFDS dataset {name} has no objects/bbox/label features: not a detection dataset")
+    info = tfds_dataset_info(name, builder_info)
+    return ds.map(to_source_element, num_parallel_calls=-1), info
