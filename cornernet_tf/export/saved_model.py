@@ -1,0 +1,211 @@
+"""SavedModel export for TF Serving: pre-processing, the network and the whole test procedure in one graph.
+
+``export_saved_model`` writes ``OUT/<version>/saved_model.pb + variables/`` (the layout TF Serving
+watches). The graph runs :func:`cornernet_tf.inference.graph_detector.detect_images`: resize and
+pad to ``size | 127``, normalise, the image and its mirror through the network, decode, flip merge,
+soft-NMS (``tf.image.non_max_suppression_with_scores``), the best ``max_detections``. Only core TF
+ops: corner pooling uses ``impl="tf"`` (``export.corner_pool_impl``), so stock TF Serving and any
+Python without this package can run it.
+
+Signatures (TF Object Detection API conventions):
+
+* ``serving_default``: ``images`` uint8 ``[B, H, W, 3]`` RGB, any ``H, W`` (one size per request);
+* ``serving_bytes``: ``image_bytes`` string ``[B]``, each an encoded JPEG/PNG/GIF/BMP, decoded in
+  the graph; items may have different sizes.
+
+Both return ``detection_boxes`` float32 ``[B, N, 4]`` (ymin, xmin, ymax, xmax normalised by the image
+height/width), ``detection_scores`` ``[B, N]``, ``detection_classes`` ``[B, N]`` (the dataset's
+category ids as float32, 0 for padding) and ``num_detections`` ``[B]`` float32, with
+``N = export.max_detections`` (100), best first. An empty batch or an undecodable image fails with
+INVALID_ARGUMENT and a message.
+
+``OUT/<version>/assets.extra/cornernet_export.json`` records the class names, category ids and test
+settings; ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from typing import Optional, Sequence
+
+from cornernet_tf.export.common import prepare_model, resolve_dataset_info
+
+SIGNATURE_IMAGES = "serving_default"
+SIGNATURE_BYTES = "serving_bytes"
+INPUT_IMAGES = "images"
+INPUT_BYTES = "image_bytes"
+OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+METADATA_FILE = "cornernet_export.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+# Category id reported for padded detection slots.
+PAD_CATEGORY = 0
+
+
+def build_serving_module(model, test_config, category_ids: Sequence[int], max_detections: int,
+                         mean: Sequence[float], std: Sequence[float]):
+    """A ``tf.Module`` with the two serving functions (``serve_images``, ``serve_bytes``).
+
+    The model is captured by the functions, not tracked as an attribute: the module tracks the
+    ``tf.Variable`` objects themselves, which keeps the SavedModel free of Keras objects and quick
+    to write.
+    """
+    import tensorflow as tf
+
+    from cornernet_tf.inference.graph_detector import detect_images
+
+    # Index 0 is the padding class (-1 + 1).
+    lookup = tf.constant([PAD_CATEGORY] + [int(c) for c in category_ids], tf.float32)
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+    def detect(images):
+        shape = tf.shape(images)
+        checks = [
+            tf.debugging.assert_positive(shape[0], message="images: the batch is empty"),
+            tf.debugging.assert_positive(shape[1] * shape[2], message="images: height and width must be >= 1"),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        out = detect_images(model, images, test_config, max_detections, mean, std)
+        size = tf.cast(tf.stack([shape[1], shape[2], shape[1], shape[2]]), tf.float32)
+        boxes = tf.gather(out["boxes"], [1, 0, 3, 2], axis=-1) / size  # x1 y1 x2 y2 px -> ymin xmin ymax xmax
+        return {
+            "detection_boxes": boxes,
+            "detection_scores": out["scores"],
+            "detection_classes": tf.gather(lookup, out["classes"] + 1),
+            "num_detections": tf.cast(out["num_detections"], tf.float32),
+        }
+
+    serve_images = tf.function(
+        detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_IMAGES)]
+    )
+
+    def serve_bytes(image_bytes):
+        count = tf.debugging.assert_positive(tf.size(image_bytes), message="image_bytes: the batch is empty")
+        with tf.control_dependencies([count]):
+            image_bytes = tf.identity(image_bytes)
+
+        def one(data):
+            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+            image.set_shape([None, None, 3])
+            # The same function as serving_default: the network is traced once for both signatures.
+            return {k: v[0] for k, v in serve_images(image[None]).items()}
+
+        spec = {
+            "detection_boxes": tf.TensorSpec([max_detections, 4], tf.float32),
+            "detection_scores": tf.TensorSpec([max_detections], tf.float32),
+            "detection_classes": tf.TensorSpec([max_detections], tf.float32),
+            "num_detections": tf.TensorSpec([], tf.float32),
+        }
+        return tf.map_fn(one, image_bytes, fn_output_signature=spec)
+
+    module = tf.Module(name="cornernet_serving")
+    module.network_variables = [v.value for v in model.variables]
+    module.serve_images = serve_images
+    module.serve_bytes = tf.function(
+        serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
+    )
+    return module
+
+
+def next_version(base_dir: str) -> int:
+    """One more than the highest numeric version folder in ``base_dir`` (1 when there is none)."""
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(base_dir) if re.fullmatch(r"\d+", name)]
+    return max(versions, default=0) + 1
+
+
+def _write_warmup(version_dir: str) -> Optional[str]:
+    """A warm-up request (one small grey image) that TF Serving replays on load, when
+    ``tensorflow-serving-api`` is installed."""
+    try:
+        import numpy as np
+        import tensorflow as tf
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        return None
+    folder = os.path.join(version_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, WARMUP_FILE)
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=SIGNATURE_IMAGES))
+    request.inputs[INPUT_IMAGES].CopyFrom(tf.make_tensor_proto(np.full((1, 64, 64, 3), 128, np.uint8)))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+    return path
+
+
+def export_saved_model(
+    model_or_config,
+    weights: Optional[str] = None,
+    out_dir: str = "export/cornernet",
+    version: Optional[int] = None,
+    category_ids: Optional[Sequence[int]] = None,
+    dataset_info: Optional[str] = None,
+    config=None,
+    max_detections: Optional[int] = None,
+    overwrite: bool = False,
+    warmup: bool = True,
+) -> str:
+    """Export a CornerNet detector for TF Serving; returns the version folder ``out_dir/<version>``.
+
+    Args:
+      model_or_config: a CornerNet model (weights copied) or a config (YAML path, dict, Config).
+      weights: weights to load (``.weights.h5``, ``.keras`` or an official checkpoint).
+      out_dir: the model's base folder (what TF Serving's ``base_path`` points at).
+      version: the version number (default: the next free one).
+      category_ids, dataset_info: the dataset's category ids of the classes (see
+        :func:`cornernet_tf.export.common.resolve_dataset_info`; default ``1..C``).
+      config: with a model, the config whose ``test``/``data``/``export`` sections apply.
+      max_detections: detections per image (default ``export.max_detections``).
+      overwrite: replace an existing version folder instead of failing.
+      warmup: write ``assets.extra/tf_serving_warmup_requests``.
+    """
+    import tensorflow as tf
+
+    from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB
+
+    version = next_version(out_dir) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    version_dir = os.path.join(out_dir, str(version))
+    if os.path.exists(version_dir) and not overwrite:
+        raise FileExistsError(f"{version_dir} exists; choose another --version or pass --overwrite")
+    model, cfg = prepare_model(model_or_config, weights, config=config)
+    info = resolve_dataset_info(cfg, category_ids, dataset_info, weights)
+    max_detections = int(max_detections or cfg.export.max_detections)
+    if os.path.exists(version_dir):
+        shutil.rmtree(version_dir)
+    mean = cfg.data.mean if cfg.data.mean else COCO_MEAN_RGB
+    std = cfg.data.std if cfg.data.std else COCO_STD_RGB
+    module = build_serving_module(model, cfg.test, info.category_ids, max_detections, mean, std)
+    signatures = {
+        SIGNATURE_IMAGES: module.serve_images.get_concrete_function(),
+        SIGNATURE_BYTES: module.serve_bytes.get_concrete_function(),
+    }
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    tf.saved_model.save(module, version_dir, signatures=signatures, options=options)
+    if warmup:
+        _write_warmup(version_dir)
+    extra = os.path.join(version_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as fh:
+        json.dump(
+            {
+                "name": cfg.name,
+                "backbone": cfg.model.backbone,
+                "class_names": list(info.class_names),
+                "category_ids": list(info.category_ids),
+                "max_detections": max_detections,
+                "signatures": {SIGNATURE_IMAGES: INPUT_IMAGES, SIGNATURE_BYTES: INPUT_BYTES},
+                "outputs": list(OUTPUT_KEYS),
+                "test": dataclasses.asdict(cfg.test),
+            },
+            fh,
+            indent=1,
+        )
+    return version_dir
