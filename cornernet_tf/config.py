@@ -97,9 +97,14 @@ class ModelConfig:
         return len(self.dims) - 1
 
     @property
+    def output_stride(self) -> int:
+        """Input pixels per output-map pixel: 4 for the hourglass, 8 for CornerNet-Squeeze."""
+        return 8 if self.backbone == "squeeze" else 4
+
+    @property
     def stride_multiple(self) -> int:
-        """Input sizes must make the 4x-reduced map divisible by 2**n (SPEC.md)."""
-        return 4 * 2**self.depth
+        """Input sizes must make the reduced map divisible by 2**n (SPEC.md)."""
+        return self.output_stride * 2**self.depth
 
 
 @dataclass

@@ -226,3 +226,19 @@ def test_squeeze_cornernet_reloads_from_keras_file(tiny_model, tmp_path):
     a, b = tiny_model(x, stacks="last"), reloaded(x, stacks="last")
     for key in OUTPUT_KEYS:
         np.testing.assert_allclose(a[key][0].numpy(), b[key][0].numpy(), atol=1e-5)
+
+
+def test_output_stride_is_consistent_with_the_network():
+    """ModelConfig.output_stride (used by the test procedure's geometry) equals the real map size."""
+    import numpy as np
+
+    from cornernet_tf.config import load_config
+    from cornernet_tf.inference.preprocess import scale_geometry
+    from cornernet_tf.modeling.cornernet import build_model
+
+    for path in ("configs/cornernet_squeeze_tiny.yaml", "configs/cornernet_tiny.yaml"):
+        cfg = load_config(path).model
+        model = build_model(cfg)
+        geometry = scale_geometry(100, 140, 1.0, cfg.output_stride)
+        out = model(np.zeros((1, *geometry.inp_hw, 3), np.float32), stacks="last")
+        assert tuple(out["tl_heat"][0].shape[1:3]) == geometry.out_hw, path

@@ -28,7 +28,7 @@ import tensorflow as tf
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig, TestConfig
 from cornernet_tf.decode import decode
 from cornernet_tf.inference.detector import as_test_config, finalise, merge_flip, rescale_detections
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, prepare_image
+from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
 from cornernet_tf.targets import encode_targets
 
 ORACLE_MODES = ("heatmaps", "heatmaps+offsets")
@@ -153,7 +153,7 @@ class OracleDetector:
         image = as_rgb_uint8(image)
         rows = []
         for scale in self.config.scales:
-            net_input, geometry = prepare_image(image, scale, self.mean, self.std)
+            net_input, geometry = prepare_image(image, scale, self.mean, self.std, model_output_stride(self.model))
             batch = np.stack([net_input, net_input[:, ::-1]]) if self.config.flip else net_input[None]
             predicted = self._forward(tf.constant(batch))
             decoded = self._decode(self.oracle_maps(predicted, boxes, classes, geometry)).numpy()

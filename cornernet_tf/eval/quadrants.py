@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig, TestConfig
 from cornernet_tf.decode import heatmap_nms, topk_corners
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, prepare_image
+from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
 from cornernet_tf.targets import object_radius
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -220,7 +220,7 @@ class CornerPredictor:
     def __call__(self, image) -> tuple[dict, ScaleGeometry]:
         """``({"tl": {xs, ys, scores, classes}, "br": {...}}, geometry)``; positions on the output map."""
         image = as_rgb_uint8(image)
-        net_input, geometry = prepare_image(image, 1.0, self.mean, self.std)
+        net_input, geometry = prepare_image(image, 1.0, self.mean, self.std, model_output_stride(self.model))
         peaks = self._peaks(tf.constant(net_input[None]))
         corners = {}
         for corner in CORNER_TYPES:

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig, load_config
 from cornernet_tf.decode import decode_outputs
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, prepare_image
+from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
 from cornernet_tf.inference.soft_nms import soft_nms, soft_nms_merge
 
 # Detection rows are [x1, y1, x2, y2, score, tl_score, br_score, class].
@@ -172,6 +172,7 @@ class Detector:
             raise ValueError(f"Detector: mean and std need 3 values (RGB) with std > 0, got {mean} and {std}")
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
+        self.output_stride = model_output_stride(model)
         self._forward = forward_decode_fn(model, self.config, jit_compile)
 
     # ------------------------------------------------------------------ network
@@ -192,7 +193,7 @@ class Detector:
         ``net_input`` [views, inp_h, inp_w, 3], ``decoded`` [views, num_dets, 8] in output-map
         pixels, ``detections`` [views·num_dets, 8] in image pixels, and ``geometry``."""
         image = as_rgb_uint8(image)
-        net_input, geometry = prepare_image(image, scale, self.mean, self.std)
+        net_input, geometry = prepare_image(image, scale, self.mean, self.std, self.output_stride)
         decoded = self._network_batch([net_input])[0]
         views = [net_input, net_input[:, ::-1]] if self.config.flip else [net_input]
         return {
@@ -230,7 +231,7 @@ class Detector:
     def _iter_raw(self, images: list, batch_size: int) -> Iterator[np.ndarray]:
         per_image: list = [[] for _ in images]
         for scale in self.config.scales:
-            prepared = [prepare_image(image, scale, self.mean, self.std) for image in images]
+            prepared = [prepare_image(image, scale, self.mean, self.std, self.output_stride) for image in images]
             groups: dict = {}
             for index, (_, geometry) in enumerate(prepared):
                 groups.setdefault(geometry.inp_hw, []).append(index)
@@ -247,7 +248,7 @@ class Detector:
         """Top-left / bottom-right corner probabilities (max over classes) resized onto the image:
         ``{"tl": [H, W], "br": [H, W]}`` float32 in [0, 1], e.g. for :func:`draw.overlay_heatmaps`."""
         image = as_rgb_uint8(image)
-        net_input, geometry = prepare_image(image, scale, self.mean, self.std)
+        net_input, geometry = prepare_image(image, scale, self.mean, self.std, self.output_stride)
         # Eager on purpose: a visualisation aid should not cost a second trace of the network.
         outputs = self.model(tf.constant(net_input[None]), training=False, stacks="last")
         top, bottom, left, right = (float(v) for v in geometry.border)

@@ -32,7 +32,7 @@ import tensorflow as tf
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
 from cornernet_tf.decode import decode_outputs
 from cornernet_tf.inference.detector import as_test_config
-from cornernet_tf.inference.preprocess import SIZE_MASK
+from cornernet_tf.inference.preprocess import SIZE_MASK, model_output_stride
 
 # Value of padded class entries (no detection).
 PAD_CLASS = -1
@@ -52,7 +52,7 @@ def _place_1d(new: tf.Tensor):
     return inp, inp // 2 - centre, copied
 
 
-def preprocess_batch(images: tf.Tensor, scale: float, mean, std):
+def preprocess_batch(images: tf.Tensor, scale: float, mean, std, output_stride: int = 4):
     """uint8 [B,H,W,3] → (normalised input [B,inp_h,inp_w,3], geometry dict) for one scale."""
     shape = tf.shape(images)
     new_h, new_w = _scaled_size(shape[1], scale), _scaled_size(shape[2], scale)
@@ -65,7 +65,7 @@ def preprocess_batch(images: tf.Tensor, scale: float, mean, std):
     geometry = {
         "new_hw": tf.cast(tf.stack([new_h, new_w]), tf.float32),
         "inp_hw": tf.stack([inp_h, inp_w]),
-        "out_hw": tf.stack([(inp_h + 1) // 4, (inp_w + 1) // 4]),
+        "out_hw": tf.stack([-(-inp_h // output_stride), -(-inp_w // output_stride)]),
         "top_left": tf.cast(tf.stack([top, left]), tf.float32),
     }
     return normalised, geometry
@@ -155,7 +155,7 @@ def detect_images(
     batch = tf.shape(images)[0]
     per_scale = []
     for scale in config.scales:
-        inputs, geometry = preprocess_batch(images, float(scale), mean, std)
+        inputs, geometry = preprocess_batch(images, float(scale), mean, std, model_output_stride(model))
         if config.flip:
             inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
         outputs = model(inputs, training=False, stacks="last")

@@ -25,7 +25,7 @@ class ScaleGeometry:
     scale: float
     new_hw: tuple  # resized image (int(H·s), int(W·s))
     inp_hw: tuple  # network input, new | 127
-    out_hw: tuple  # output maps, (inp + 1) // 4
+    out_hw: tuple  # output maps, ceil(inp / stride): (inp + 1) // 4 for the hourglass
     border: np.ndarray  # float32 [top, bottom, left, right] of the image inside the input
     copy_hw: tuple  # rows/cols of the resized image that are copied (the official crop)
 
@@ -39,8 +39,15 @@ class ScaleGeometry:
         return np.array(self.new_hw, np.float32)
 
 
-def scale_geometry(height: int, width: int, scale: float) -> ScaleGeometry:
-    """Sizes and borders of the official ``kp_detection`` + ``crop_image`` for one scale."""
+def model_output_stride(model) -> int:
+    """The down-sampling of ``model`` (4 unless its config says otherwise, e.g. 8 for Squeeze)."""
+    return int(getattr(getattr(model, "model_config", None), "output_stride", 4))
+
+
+def scale_geometry(height: int, width: int, scale: float, output_stride: int = 4) -> ScaleGeometry:
+    """Sizes and borders of the official ``kp_detection`` + ``crop_image`` for one scale.
+
+    ``output_stride`` is the network's down-sampling (``ModelConfig.output_stride``)."""
     new_h, new_w = int(height * scale), int(width * scale)
     if new_h < 1 or new_w < 1:
         raise ValueError(f"scale {scale} makes the {height}x{width} image empty ({new_h}x{new_w})")
@@ -56,7 +63,7 @@ def scale_geometry(height: int, width: int, scale: float) -> ScaleGeometry:
         scale=float(scale),
         new_hw=(new_h, new_w),
         inp_hw=(inp_h, inp_w),
-        out_hw=((inp_h + 1) // 4, (inp_w + 1) // 4),
+        out_hw=(-(-inp_h // output_stride), -(-inp_w // output_stride)),
         border=np.array([top, bottom, left, right], np.float32),
         copy_hw=(copy_h, copy_w),
     )
@@ -139,9 +146,10 @@ def prepare_image(
     scale: float,
     mean: Sequence[float] = COCO_MEAN_RGB,
     std: Sequence[float] = COCO_STD_RGB,
+    output_stride: int = 4,
 ):
     """One RGB uint8 image → (network input float32 [inp_h, inp_w, 3], :class:`ScaleGeometry`)."""
-    geometry = scale_geometry(image.shape[0], image.shape[1], scale)
+    geometry = scale_geometry(image.shape[0], image.shape[1], scale, output_stride)
     resized = resize_bilinear(image, *geometry.new_hw)
     return normalise(place_in_canvas(resized, geometry), mean, std), geometry
 

@@ -12,24 +12,22 @@ from cornernet_tf.config import ModelConfig
 from cornernet_tf.modeling.corner_pool import CornerPoolModule
 from cornernet_tf.modeling.hourglass import StackMerge
 from cornernet_tf.modeling.layers import ConvBN
-from cornernet_tf.modeling.squeeze import STEM_STRIDE, PointwisePredictionHead, SqueezeHourglass, SqueezeStem
+from cornernet_tf.modeling.squeeze import PointwisePredictionHead, SqueezeHourglass, SqueezeStem
 
 BACKBONES = ("hourglass", "squeeze")
-# Down-sampling of the stem, i.e. input pixels per output-map pixel (SPEC.md section 2: 4).
-OUTPUT_STRIDES = {"hourglass": 4, "squeeze": STEM_STRIDE}
 
 
 def output_stride(cfg: ModelConfig) -> int:
     """Input pixels per output-map pixel: 4 for the hourglass, 8 for CornerNet-Squeeze."""
-    if cfg.backbone not in OUTPUT_STRIDES:
+    if cfg.backbone not in BACKBONES:
         raise ValueError(f"model.backbone must be one of {BACKBONES}, got {cfg.backbone!r}")
-    return OUTPUT_STRIDES[cfg.backbone]
+    return cfg.output_stride
 
 
 def stride_multiple(cfg: ModelConfig) -> int:
     """Input sizes must be multiples of this (up to the ``| 127`` rounding of the test procedure):
     the output map must divide by ``2 ** depth`` for the hourglass skip connections to line up."""
-    return output_stride(cfg) * 2**cfg.depth
+    return cfg.stride_multiple
 
 
 def output_hw(cfg: ModelConfig, input_hw) -> tuple[int, int]:
