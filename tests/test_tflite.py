@@ -139,8 +139,9 @@ def test_files_metadata_and_builtin_operators(tiny):
         meta = assert_builtin_only(path)
         sizes[quantize] = os.path.getsize(path)
         assert meta["quantize"] == quantize
-        assert meta["input"] == {"name": "images", "dtype": "uint8", "shape": [1, 255, 255, 3]}  # 191 | 127
-        assert meta["outputs"]["tl_heat"] == [1, 64, 64, 3] and meta["output_stride"] == 4
+        side = tiny["config"].data.input_size[0] | 127  # the test procedure's padding
+        assert meta["input"] == {"name": "images", "dtype": "uint8", "shape": [1, side, side, 3]}
+        assert meta["outputs"]["tl_heat"] == [1, (side + 1) // 4, (side + 1) // 4, 3] and meta["output_stride"] == 4
         assert meta["category_ids"] == [1, 2, 3]
         assert "CONV_2D" in meta["operators"] and "MAXIMUM" in meta["operators"]  # corner pooling
     assert json.load(open(tiny["paths"]["int8"] + ".json"))["representative_images"] == 4
@@ -183,7 +184,8 @@ def test_tflite_input_size_is_checked():
     from cornernet_tf.export.tflite import tflite_input_size
 
     config = load_config(CONFIG)
-    assert tflite_input_size(config) == (255, 255)
+    side = config.data.input_size[0] | 127
+    assert tflite_input_size(config) == (side, side)
     assert tflite_input_size(config, [127, 383]) == (127, 383)
     with pytest.raises(ValueError, match="divide by 2\\*\\*3"):
         tflite_input_size(config, [200, 255])

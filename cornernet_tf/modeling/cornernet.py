@@ -95,6 +95,7 @@ class CornerNet(keras.Model):
     # ------------------------------------------------------------------ calling
     def call(self, inputs, training=None, mask=None, stacks: str = "all"):
         inputs = self._prepare_images(inputs)
+        self._check_image_size(inputs)
         if stacks == "last":
             return self.last_stack_model(inputs, training=training)
         if stacks != "all":
@@ -109,6 +110,23 @@ class CornerNet(keras.Model):
             outputs = _forward(self.stem, self.stacks, self.merges, images, last_only=True)
             self._last_stack_model = keras.Model(images, outputs, name=f"{self.name}_last_stack")
         return self._last_stack_model
+
+    def _check_image_size(self, images) -> None:
+        """The 4x map must halve ``n`` times and come back (SPEC.md section 2): otherwise the
+        hourglass merge fails deep inside with a shape error, so say it here."""
+        cfg = self.model_config
+        if cfg.backbone != "hourglass":
+            return
+        levels = 2**cfg.depth
+        for axis, name in ((1, "height"), (2, "width")):
+            size = images.shape[axis]
+            if size is not None and -(-size // 4) % levels:
+                fits = cfg.stride_multiple * -(-size // cfg.stride_multiple)
+                raise ValueError(
+                    f"CornerNet: image {name} {size} gives a {-(-size // 4)}-pixel map, which the depth-{cfg.depth} "
+                    f"hourglass cannot halve {cfg.depth} times; pad the image so that ceil({name} / 4) is a "
+                    f"multiple of {levels} (e.g. {name} {fits - 1} or {fits})"
+                )
 
     @staticmethod
     def _prepare_images(inputs):
@@ -142,6 +160,58 @@ class CornerNet(keras.Model):
         for i, merge in enumerate(self.merges):
             out += merge.official_variables(i)
         return out
+
+    # ------------------------------------------------------------------ training (model.fit)
+    # The step logic lives in cornernet_tf/training/steps.py; these hooks only plug it into Keras,
+    # so that ``model.compile(optimizer=...)`` + ``model.fit(dataset)`` trains with the CornerNet
+    # loss on (images, targets) batches, under any tf.distribute strategy.
+    def compile(self, optimizer="adam", loss=None, loss_weights=None, sync_batch_norm="auto", **kwargs):
+        """Configure training. ``loss_weights`` maps focal/pull/push/regr to weights (SPEC.md defaults).
+
+        The loss is CornerNet's own; passing ``loss`` is an error. ``sync_batch_norm`` ("auto":
+        when the strategy has several replicas) makes BatchNorm use the statistics of the global
+        batch, so that N replicas train exactly like one device on the same batch.
+        """
+        from cornernet_tf.training import steps
+
+        steps.configure_compile(self, loss, loss_weights, sync_batch_norm)
+        super().compile(optimizer=optimizer, loss_weights=loss_weights, **kwargs)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        trackers = getattr(self, "_loss_term_trackers", None) or {}
+        return super().metrics + list(trackers.values())
+
+    def train_step(self, data):
+        from cornernet_tf.training import steps
+
+        return steps.train_step(self, data)
+
+    def test_step(self, data):
+        from cornernet_tf.training import steps
+
+        return steps.test_step(self, data)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds unbuilt models/compiled losses/metrics from a peeked batch here, reducing it
+        # across replicas first, which fails under MultiWorkerMirroredStrategy (nested PerReplica
+        # values, keras 3.15). CornerNet is built in __init__ and has no compiled loss or metric,
+        # so only the optimizer can be left to build.
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def set_batch_norm_synchronized(self, synchronized: bool) -> None:
+        """Compute BatchNorm statistics over all replicas (True) or per replica (False)."""
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = bool(synchronized)
 
     # ------------------------------------------------------------------ serialisation
     def get_config(self):

@@ -1,0 +1,257 @@
+"""Keras callbacks of ``cornernet train``: step budget, fault tolerance, checkpoints, logs.
+
+Each one does one job; ``fit.py`` puts them in order (the order matters: callbacks see the logs
+that the earlier ones added).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+
+
+def _iterations(model) -> int:
+    return int(model.optimizer.iterations.numpy())
+
+
+def _finite(logs) -> bool:
+    value = (logs or {}).get("loss")
+    return value is None or bool(np.isfinite(value))
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stop once ``optimizer.iterations`` reaches ``max_steps``, whatever epoch Keras thinks it is in.
+
+    The step counter is restored with the optimizer state, so a resumed run ends at the same
+    step as an uninterrupted one.
+    """
+
+    def __init__(self, max_steps: int):
+        super().__init__()
+        self.max_steps = int(max_steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _iterations(self.model) >= self.max_steps:
+            self.model.stop_training = True
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after ``seconds`` of training (checked after every step), e.g. for a demo run."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.stopped_early = False
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self._start >= self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stop when the logged loss is NaN/inf (the in-step check is compiled out under XLA).
+
+    Later callbacks consult ``tripped`` so that they never write a checkpoint with bad weights.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.tripped = False
+        self.step: Optional[int] = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.tripped and not _finite(logs):
+            self.tripped = True
+            self.step = _iterations(self.model)
+            self.model.stop_training = True
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that is safe for multi-worker and NaN runs.
+
+    * Weights *and* optimizer state (Adam moments, step counter) are saved every ``save_freq``
+      steps and restored at the start of ``fit``; ``restored_step`` says where training resumed.
+    * Only the chief writes (all workers read the shared backup), and nothing is written once
+      ``guard`` has tripped. The backup is kept after training, so raising ``train.max_steps``
+      continues the run.
+    """
+
+    def __init__(self, backup_dir: str, save_freq, chief: bool = True, guard: Optional[NonFiniteLossGuard] = None):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self.chief = chief
+        self.guard = guard
+        self.restored_step = 0
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.restored_step = _iterations(self.model)
+
+    def _save_model(self):
+        """Write the weights, then the metadata, each to a temporary file renamed into place, so
+        that a process killed while saving leaves the previous backup intact."""
+        if not self.chief or (self.guard is not None and self.guard.tripped):
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp_weights = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
+        self.model.save_weights(tmp_weights, overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": _iterations(self.model)}
+        tmp_metadata = self._training_metadata_path + ".partial"
+        with open(tmp_metadata, "w", encoding="utf-8") as fh:
+            json.dump(metadata, fh)
+        os.replace(tmp_weights, self._weights_path)
+        os.replace(tmp_metadata, self._training_metadata_path)
+
+
+class LastCheckpoint(keras.callbacks.Callback):
+    """Write the latest weights every ``every_epochs`` epochs and at the end (never non-finite ones)."""
+
+    def __init__(self, path: str, every_epochs: int = 1, guard: Optional[NonFiniteLossGuard] = None):
+        super().__init__()
+        self.path = path
+        self.every_epochs = max(int(every_epochs), 1)
+        self.guard = guard
+
+    def _save(self):
+        if self.guard is not None and self.guard.tripped:
+            return
+        self.model.save_weights(self.path, overwrite=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_epochs == 0:
+            self._save()
+
+    def on_train_end(self, logs=None):
+        self._save()
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Add the current learning rate and the global step to the epoch logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        logs["step"] = _iterations(self.model)
+
+
+class CocoAPCallback(keras.callbacks.Callback):
+    """COCO AP / AP50 on the first ``max_images`` validation images every ``every_epochs`` epochs.
+
+    Runs the official test procedure (``cornernet_tf.eval.runner.evaluate``). Epochs without an
+    evaluation log NaN, so every epoch has the same columns in the CSV log.
+    """
+
+    KEYS = ("val_AP", "val_AP50")
+
+    def __init__(self, config, max_images: int, every_epochs: int = 1, verbose: bool = True):
+        super().__init__()
+        self.config = config
+        self.max_images = int(max_images)
+        self.every_epochs = max(int(every_epochs), 1)
+        self.verbose = verbose
+        self.last: dict = {}
+
+    def evaluate(self) -> dict:
+        from cornernet_tf.eval.runner import evaluate
+
+        start = time.perf_counter()
+        metrics = evaluate(self.model, self.config, max_images=self.max_images, progress=False)
+        self.last = {"val_AP": metrics["AP"], "val_AP50": metrics["AP50"], "seconds": time.perf_counter() - start}
+        return self.last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if (epoch + 1) % self.every_epochs:
+            logs.update({k: float("nan") for k in self.KEYS})
+            return
+        result = self.evaluate()
+        logs.update({k: result[k] for k in self.KEYS})
+        if self.verbose:
+            print(
+                f"validation: AP {result['val_AP']:.4f}  AP50 {result['val_AP50']:.4f} "
+                f"on {self.max_images} images ({result['seconds']:.1f} s)",
+                flush=True,
+            )
+
+
+class CSVHistory(keras.callbacks.Callback):
+    """Append one row per epoch to a CSV file (kept across resumed runs).
+
+    Unlike ``keras.callbacks.CSVLogger`` the header grows when new columns appear (validation
+    metrics that start later, a resumed run with other callbacks), so no value is dropped.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "wall_time": round(time.time() - self._start, 3)}
+        for key, value in (logs or {}).items():
+            row[key] = _plain(value)
+        rows = read_history(self.path)
+        columns = list(rows[0].keys()) if rows else []
+        new = [k for k in row if k not in columns]
+        if new or not rows:
+            columns += new
+            rows = [{k: _plain(v) for k, v in r.items()} for r in rows] + [row]
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, self.path)
+        else:
+            with open(self.path, "a", newline="", encoding="utf-8") as fh:
+                csv.DictWriter(fh, fieldnames=columns, restval="").writerow(row)
+
+
+def _plain(value):
+    try:
+        value = float(np.asarray(value))
+    except (TypeError, ValueError):
+        return str(value)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def read_history(path: str) -> list[dict]:
+    """Rows of a ``CSVHistory`` file as dicts of floats (empty cells -> NaN)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        parsed = {}
+        for key, value in row.items():
+            try:
+                parsed[key] = float(value) if value not in ("", None) else math.nan
+            except ValueError:
+                parsed[key] = value
+        out.append(parsed)
+    return out
+
+
+def write_json(path: str, payload: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
