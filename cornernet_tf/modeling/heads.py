@@ -12,15 +12,18 @@ from cornernet_tf.modeling.layers import CONV, VECTOR, ConvBN
 class PredictionHead(layers.Layer):
     """Heatmap logits (C channels), embeddings (1) or offsets (2); heat bias starts at the focal prior.
 
+    ``kernel_size`` is that of the hidden convolution: 3 in CornerNet, 1 in CornerNet-Squeeze.
+
     The final convolution computes in float32 so that mixed-precision training keeps exact logits.
     """
 
-    def __init__(self, out_dim: int, head_dim: int, bias_init: float = 0.0, **kwargs):
+    def __init__(self, out_dim: int, head_dim: int, bias_init: float = 0.0, kernel_size: int = 3, **kwargs):
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.head_dim = head_dim
         self.bias_init = bias_init
-        self.hidden = ConvBN(head_dim, 3, with_bn=False, name="hidden")
+        self.kernel_size = kernel_size
+        self.hidden = ConvBN(head_dim, kernel_size, with_bn=False, name="hidden")
         self.out = layers.Conv2D(
             out_dim,
             1,
@@ -49,5 +52,7 @@ class PredictionHead(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(out_dim=self.out_dim, head_dim=self.head_dim, bias_init=self.bias_init)
+        config.update(
+            out_dim=self.out_dim, head_dim=self.head_dim, bias_init=self.bias_init, kernel_size=self.kernel_size
+        )
         return config

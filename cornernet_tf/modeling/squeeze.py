@@ -23,6 +23,8 @@ import keras
 from keras import layers, ops
 
 from cornernet_tf.modeling.layers import ConvBN, Residual, make_batch_norm
+from cornernet_tf.modeling.heads import PredictionHead
+from cornernet_tf.modeling.hourglass import _build_chain, _run
 
 # Every fire module squeezes to half its output width (official ``sr=2``); the depthwise 3x3
 # expand convolution then has one filter per squeezed channel.
@@ -99,19 +101,6 @@ class FireModule(layers.Layer):
 
 def _fires(widths: list[int], first_stride: int, name: str, bn: dict) -> list:
     return [FireModule(w, stride=first_stride if i == 0 else 1, name=f"{name}_{i}", **bn) for i, w in enumerate(widths)]
-
-
-def _build_chain(blocks: list, shape):
-    for block in blocks:
-        block.build(shape)
-        shape = block.compute_output_shape(shape)
-    return shape
-
-
-def _run(blocks: list, x, training):
-    for block in blocks:
-        x = block(x, training=training)
-    return x
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
@@ -212,39 +201,9 @@ class SqueezeHourglass(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
-class PointwisePredictionHead(layers.Layer):
-    """conv1x1(bias) + ReLU + conv1x1: the CornerNet-Squeeze heads (1x1 where CornerNet uses 3x3).
-
-    The final convolution computes in float32 so that mixed-precision training keeps exact logits.
-    """
+class PointwisePredictionHead(PredictionHead):
+    """conv1x1(bias) + ReLU + conv1x1: the CornerNet-Squeeze heads (1x1 where CornerNet uses 3x3)."""
 
     def __init__(self, out_dim: int, head_dim: int, bias_init: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.out_dim = out_dim
-        self.head_dim = head_dim
-        self.bias_init = bias_init
-        self.hidden = ConvBN(head_dim, 1, with_bn=False, name="hidden")
-        self.out = layers.Conv2D(
-            out_dim,
-            1,
-            use_bias=True,
-            bias_initializer=keras.initializers.Constant(bias_init),
-            dtype="float32",
-            name="out",
-        )
-
-    def build(self, input_shape):
-        self.hidden.build(input_shape)
-        self.out.build(self.hidden.compute_output_shape(input_shape))
-        self.built = True
-
-    def call(self, x, training=None):
-        return self.out(self.hidden(x, training=training))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.out_dim,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(out_dim=self.out_dim, head_dim=self.head_dim, bias_init=self.bias_init)
-        return config
+        kwargs.pop("kernel_size", None)
+        super().__init__(out_dim, head_dim, bias_init=bias_init, kernel_size=1, **kwargs)
