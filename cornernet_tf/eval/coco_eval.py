@@ -55,14 +55,9 @@ def load_ground_truth(source: Union[str, os.PathLike, Mapping, Any]):
     elif isinstance(source, Mapping):
         data = source
     else:
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"annotation file not found: {path}")
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        from cornernet_tf.data.coco import read_json
+
+        data = read_json(source)
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"ground truth needs an '{key}' list (COCO format)")
