@@ -10,7 +10,8 @@ from PIL import Image
 
 from cornernet_tf.cli import main
 from cornernet_tf.config import load_config
-from cornernet_tf.eval.detect_images import list_images, read_image, unique_stem
+from cornernet_tf.data.info import DatasetInfo
+from cornernet_tf.eval.detect_images import class_names_for, list_images, read_image, unique_stem
 from cornernet_tf.modeling.cornernet import build_model
 
 TINY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "cornernet_tiny.yaml")
@@ -97,6 +98,18 @@ def test_detect_writes_json_png_and_heatmaps(weights, images, tmp_path, capsys):
         assert Image.open(out / f"{stem}_heatmaps.png").size[1] >= h
     assert not (out / "broken.json").exists()
     assert sum(len(json.loads((out / f"{s}.json").read_text())["detections"]) for s in ("rgb", "gray")) > 0
+
+
+def test_class_names_come_from_the_dataset_info_beside_the_weights(tmp_path):
+    config = load_config(TINY, ["data.train_annotations=null", "data.val_annotations=null"])
+    weights = tmp_path / "run" / "last.weights.h5"
+    weights.parent.mkdir()
+    assert class_names_for(config, 3, weights=str(weights)) == ["class_0", "class_1", "class_2"]
+    DatasetInfo(("cat", "dog", "cow"), (3, 7, 9)).save(str(weights.parent / "dataset_info.json"))
+    assert class_names_for(config, 3, weights=str(weights)) == ["cat", "dog", "cow"]
+    names_file = tmp_path / "names.txt"
+    names_file.write_text("a\nb\nc\n")
+    assert class_names_for(config, 3, str(names_file), weights=str(weights)) == ["a", "b", "c"]
 
 
 def test_detect_empty_folder_fails_clearly(weights, tmp_path, capsys):

@@ -18,7 +18,7 @@ from cornernet_tf.losses import cornernet_loss
 from cornernet_tf.modeling.cornernet import build_model
 from cornernet_tf.targets import encode_targets
 from cornernet_tf.training import callbacks as cb
-from cornernet_tf.training.fit import train
+from cornernet_tf.training.fit import train, validation_epochs
 from cornernet_tf.training.schedule import StepDecay, build_schedule, effective_learning_rate
 from cornernet_tf.training.steps import NonFiniteLossError
 from cornernet_tf.training.strategy import per_replica_batch_size
@@ -209,6 +209,13 @@ def test_train_batch_of_one_writes_its_files_resumes_and_stops_on_nan(tmp_path):
     for a, b in zip(before.get_weights(), backup.get_weights()):
         assert np.isfinite(a).all()
         np.testing.assert_array_equal(a, b)
+
+
+def test_validation_runs_every_n_epochs_and_at_the_last():
+    assert validation_epochs(38, 10) == [10, 20, 30, 38]
+    assert validation_epochs(30, 10) == [10, 20, 30]
+    assert validation_epochs(3, 5) == [3]
+    assert validation_epochs(4, 0) == [1, 2, 3, 4]
 
 
 def test_workdir_of_another_model_is_refused(tmp_path):

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("--heatmaps", action="store_true",
                         help="also write <name>_heatmaps.png: corner heatmaps over the image (paper Fig. 10)")
     parser.add_argument("--class-names", metavar="FILE",
-                        help="class names, one per line or a COCO JSON (default: from the config)")
+                        help="class names, one per line or a COCO JSON (default: dataset_info.json beside the "
+                             "weights, else from the config)")
     parser.set_defaults(handler=run)
 
 
@@ -43,7 +44,7 @@ def run(args) -> int:
     config = load_config_from_args(args)
     model = build_model(config.model)
     load_weights(model, args.weights, config_name=args.config)
-    names = class_names_for(config, config.model.num_classes, args.class_names)
+    names = class_names_for(config, config.model.num_classes, args.class_names, weights=args.weights)
     detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
     summary = detect_files(detector, files, args.out, names, args.score_threshold, args.heatmaps)
     print(

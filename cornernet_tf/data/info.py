@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +79,21 @@ class DatasetInfo:
     def from_names(cls, names: Sequence[str], first_id: int = 1) -> "DatasetInfo":
         """Names with consecutive category ids (``first_id``, ``first_id + 1``, ...)."""
         return cls(tuple(names), tuple(range(first_id, first_id + len(names))))
+
+
+# File names a dataset-info JSON may have beside the weights (``<weights>.info.json`` first);
+# ``cornernet train`` writes ``dataset_info.json`` into its work directory.
+DATASET_INFO_NAMES = ("dataset_info.json", "info.json")
+
+
+def dataset_info_beside(weights: Optional[str]) -> Optional[str]:
+    """The dataset-info JSON saved beside a weights file, or None."""
+    if not weights:
+        return None
+    candidates = [f"{weights}.info.json"]
+    for suffix in (".weights.h5", ".keras"):
+        if weights.endswith(suffix):
+            candidates.append(weights[: -len(suffix)] + ".info.json")
+    folder = os.path.dirname(os.path.abspath(weights))
+    candidates += [os.path.join(folder, name) for name in DATASET_INFO_NAMES]
+    return next((path for path in candidates if os.path.isfile(path)), None)

@@ -159,13 +159,20 @@ def detect_files(
     return summary
 
 
-def class_names_for(config, num_classes: int, names_file: Optional[str] = None) -> list[str]:
-    """Names of the model's classes: ``names_file`` (one per line, or a COCO JSON), else
+def class_names_for(config, num_classes: int, names_file: Optional[str] = None,
+                    weights: Optional[str] = None) -> list[str]:
+    """Names of the model's classes: ``names_file`` (one per line, or a COCO JSON), else the
+    dataset info saved beside ``weights`` (a training work directory has one), else
     ``data.class_names``, else the categories of the config's annotation files, else the COCO
     names for an 80-class model, else ``class_0, class_1, ...``."""
+    from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
+
     names: Optional[list] = None
+    info_path = dataset_info_beside(weights)
     if names_file:
         names = _names_from_file(names_file)
+    elif info_path:
+        names = list(DatasetInfo.load(info_path).class_names)
     elif config.data.class_names:
         names = list(config.data.class_names)
     else:

@@ -16,10 +16,7 @@ import os
 from typing import Optional, Sequence
 
 from cornernet_tf.config import Config, ConfigError, load_config
-from cornernet_tf.data.info import DatasetInfo
-
-# File names a dataset-info JSON may have beside the weights (``<weights>.info.json`` first).
-DATASET_INFO_NAMES = ("dataset_info.json", "info.json")
+from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
 
 
 def prepare_model(model_or_config, weights: Optional[str] = None, corner_pool_impl: Optional[str] = None,
@@ -57,18 +54,6 @@ def prepare_model(model_or_config, weights: Optional[str] = None, corner_pool_im
     return model, config
 
 
-def _info_beside(weights: Optional[str]) -> Optional[str]:
-    if not weights:
-        return None
-    candidates = [f"{weights}.info.json"]
-    for suffix in (".weights.h5", ".keras"):
-        if weights.endswith(suffix):
-            candidates.append(weights[: -len(suffix)] + ".info.json")
-    folder = os.path.dirname(os.path.abspath(weights))
-    candidates += [os.path.join(folder, name) for name in DATASET_INFO_NAMES]
-    return next((path for path in candidates if os.path.isfile(path)), None)
-
-
 def _from_annotations(config: Config) -> Optional[DatasetInfo]:
     for path in (config.data.val_annotations, config.data.train_annotations):
         if not path or not os.path.isfile(path):
@@ -104,7 +89,7 @@ def resolve_dataset_info(
             names = [f"class_{i}" for i in ids]
         info, source = DatasetInfo(tuple(names), tuple(ids)), "--category-ids"
     else:
-        path = dataset_info or _info_beside(weights)
+        path = dataset_info or dataset_info_beside(weights)
         if path:
             info, source = DatasetInfo.load(path), path
         else:

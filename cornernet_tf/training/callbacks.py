@@ -147,8 +147,37 @@ class LearningRateLogger(keras.callbacks.Callback):
         logs["step"] = _iterations(self.model)
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Log where each epoch's wall time went: ``train_seconds`` (the training steps),
+    ``val_seconds`` (validation loss) and ``epoch_seconds`` (everything up to this callback,
+    so placed after the checkpoint and COCO AP callbacks it includes them)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin = time.perf_counter()
+        self._steps_end = self._val_begin = self._val_end = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_end = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._val_begin = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._val_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or getattr(self, "_begin", None) is None:
+            return
+        now = time.perf_counter()
+        logs["train_seconds"] = round((self._steps_end or now) - self._begin, 2)
+        validated = self._val_begin is not None and self._val_end is not None
+        logs["val_seconds"] = round(self._val_end - self._val_begin, 2) if validated else 0.0
+        logs["epoch_seconds"] = round(now - self._begin, 2)
+
+
 class CocoAPCallback(keras.callbacks.Callback):
-    """COCO AP / AP50 on the first ``max_images`` validation images every ``every_epochs`` epochs.
+    """COCO AP / AP50 on the first ``max_images`` validation images every ``every_epochs`` epochs
+    and at ``last_epoch``.
 
     Runs the official test procedure (``cornernet_tf.eval.runner.evaluate``). Epochs without an
     evaluation log NaN, so every epoch has the same columns in the CSV log.
@@ -156,11 +185,13 @@ class CocoAPCallback(keras.callbacks.Callback):
 
     KEYS = ("val_AP", "val_AP50")
 
-    def __init__(self, config, max_images: int, every_epochs: int = 1, verbose: bool = True):
+    def __init__(self, config, max_images: int, every_epochs: int = 1, verbose: bool = True,
+                 last_epoch: Optional[int] = None):
         super().__init__()
         self.config = config
         self.max_images = int(max_images)
         self.every_epochs = max(int(every_epochs), 1)
+        self.last_epoch = last_epoch  # 1-based; also evaluated there
         self.verbose = verbose
         self.last: dict = {}
 
@@ -169,13 +200,14 @@ class CocoAPCallback(keras.callbacks.Callback):
 
         start = time.perf_counter()
         metrics = evaluate(self.model, self.config, max_images=self.max_images, progress=False)
-        self.last = {"val_AP": metrics["AP"], "val_AP50": metrics["AP50"], "seconds": time.perf_counter() - start}
+        self.last = {"val_AP": metrics["AP"], "val_AP50": metrics["AP50"], "images": metrics["num_images"],
+                     "seconds": time.perf_counter() - start}
         return self.last
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        if (epoch + 1) % self.every_epochs:
+        if (epoch + 1) % self.every_epochs and epoch + 1 != self.last_epoch:
             logs.update({k: float("nan") for k in self.KEYS})
             return
         result = self.evaluate()
@@ -183,7 +215,7 @@ class CocoAPCallback(keras.callbacks.Callback):
         if self.verbose:
             print(
                 f"validation: AP {result['val_AP']:.4f}  AP50 {result['val_AP50']:.4f} "
-                f"on {self.max_images} images ({result['seconds']:.1f} s)",
+                f"on {result['images']} images ({result['seconds']:.1f} s)",
                 flush=True,
             )
 

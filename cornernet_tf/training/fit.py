@@ -83,16 +83,26 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: 
     from cornernet_tf.data.pipeline import build_dataset
 
     batch = config.train.batch_size
+    # With a fixed number of validation batches, a small validation set is cycled rather than
+    # running out (Keras would warn and validate on fewer batches).
+    cycle_validation = config.train.validation_steps is not None
+
+    def one(training: bool, context=None):
+        ds = build_dataset(config.data, training, batch_size=batch, input_context=context, model_config=config.model)
+        return ds.repeat() if not training and cycle_validation else ds
 
     def make(training: bool):
         if strategy.num_replicas_in_sync == 1:
-            return build_dataset(config.data, training, batch_size=batch, model_config=config.model)
-        return strategy.distribute_datasets_from_function(
-            lambda context: build_dataset(config.data, training, batch_size=batch, input_context=context,
-                                          model_config=config.model)
-        )
+            return one(training)
+        return strategy.distribute_datasets_from_function(lambda context: one(training, context))
 
     return make(True), (make(False) if validation else None)
+
+
+def validation_epochs(epochs: int, every: int) -> list[int]:
+    """The 1-based epochs that validate: every ``every``-th, and the last one."""
+    every = max(int(every), 1)
+    return sorted(set(range(every, epochs + 1, every)) | {epochs})
 
 
 def _monitor(ap: bool, validation: bool) -> tuple[str, str]:
@@ -162,6 +172,8 @@ def train(
         if train_dataset is None:
             train_dataset, configured_val = make_datasets(config, strategy, has_validation_data(config))
             val_dataset = val_dataset if val_dataset is not None else configured_val
+            if chief:
+                _save_dataset_info(paths, config, train_dataset)
 
         guard = cb.NonFiniteLossGuard()
         backup = cb.ResumableBackup(paths.backup, save_freq=t.backup_every_steps or "epoch", chief=chief, guard=guard)
@@ -169,13 +181,15 @@ def train(
         if max_seconds is not None:
             callbacks.append(cb.TimeBudget(max_seconds))
         if ap:
-            callbacks.append(cb.CocoAPCallback(config, t.val_ap_images, t.val_every_epochs, verbose=True))
+            callbacks.append(cb.CocoAPCallback(config, t.val_ap_images, t.val_every_epochs, verbose=True,
+                                               last_epoch=epochs))
         if chief:
             monitor, mode = _monitor(ap, validation)
             callbacks += [
                 cb.LastCheckpoint(paths.last, t.checkpoint_every_epochs, guard),
                 keras.callbacks.ModelCheckpoint(paths.best, monitor=monitor, mode=mode, save_best_only=True,
                                                 save_weights_only=True, verbose=0),
+                cb.EpochTimer(),  # after the checkpoints and COCO AP: their time is in epoch_seconds
                 cb.CSVHistory(paths.history),
             ]
             callbacks += _tensorboard(paths)
@@ -188,7 +202,7 @@ def train(
                 steps_per_epoch=steps_per_epoch,
                 validation_data=val_dataset,
                 validation_steps=t.validation_steps,
-                validation_freq=t.val_every_epochs,
+                validation_freq=validation_epochs(epochs, t.val_every_epochs),
                 callbacks=callbacks,
                 verbose=1 if progress else 2,
                 shuffle=False,  # the input pipeline shuffles
@@ -209,6 +223,16 @@ def train(
     if chief:
         _finish(result, config)
     return result
+
+
+def _save_dataset_info(paths: WorkdirPaths, config: Config, train_dataset) -> None:
+    """Class names and category ids beside the weights, so export and detect map classes back."""
+    info = getattr(train_dataset, "dataset_info", None)
+    if info is None:  # a distributed dataset does not carry it: read the source's header again
+        from cornernet_tf.data import dataset_info
+
+        info = dataset_info(config.data, training=True)
+    info.save(paths.dataset_info)
 
 
 def _tensorboard(paths: WorkdirPaths) -> list:

@@ -3,6 +3,7 @@
 ::
 
     WORKDIR/config.yaml          resolved config of the run (all defaults written out)
+    WORKDIR/dataset_info.json    class names and dataset category ids (read by export and detect)
     WORKDIR/last.weights.h5      latest weights (every train.checkpoint_every_epochs, and at the end)
     WORKDIR/best.weights.h5      best so far by val_AP, else val_loss, else the training loss
     WORKDIR/backup/              keras BackupAndRestore state (weights + optimizer + epoch)
@@ -33,6 +34,10 @@ class WorkdirPaths:
     @property
     def config(self) -> str:
         return self._join("config.yaml")
+
+    @property
+    def dataset_info(self) -> str:
+        return self._join("dataset_info.json")
 
     @property
     def last(self) -> str:
