@@ -168,10 +168,9 @@ def class_names_for(config, num_classes: int, names_file: Optional[str] = None,
     from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
 
     names: Optional[list] = None
-    info_path = dataset_info_beside(weights)
     if names_file:
         names = _names_from_file(names_file)
-    elif info_path:
+    elif info_path := dataset_info_beside(weights):
         names = list(DatasetInfo.load(info_path).class_names)
     elif config.data.class_names:
         names = list(config.data.class_names)
