@@ -133,7 +133,8 @@ def gather_feat(feature_map: tf.Tensor, inds: tf.Tensor) -> tf.Tensor:
     return tf.gather(flat, inds, batch_dims=1)
 
 
-def _per_stack(outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]]) -> dict[str, list]:
+def split_stacks(outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]]) -> dict[str, list]:
+    """The six output maps as one list per key (one entry per stack), checked for completeness."""
     missing = [k for k in _OUTPUT_KEYS if k not in outputs]
     if missing:
         raise KeyError(f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(_OUTPUT_KEYS)})")
@@ -144,12 +145,19 @@ def _per_stack(outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]]) -> 
     return stacks
 
 
-def _weights(weights: Optional[Mapping[str, float]]) -> dict[str, float]:
+class UnknownLossTermError(KeyError, ValueError):
+    """A loss weight for a term that does not exist (a KeyError for lookups, a ValueError for configs)."""
+
+
+def resolve_loss_weights(weights: Optional[Mapping[str, float]] = None) -> dict[str, float]:
+    """focal/pull/push/regr weights with the official defaults for the missing ones."""
     resolved = dict(DEFAULT_WEIGHTS)
     if weights:
         unknown = sorted(set(weights) - set(LOSS_TERMS))
         if unknown:
-            raise KeyError(f"cornernet_loss: unknown weight(s) {', '.join(unknown)}; known: {', '.join(LOSS_TERMS)}")
+            raise UnknownLossTermError(
+                f"loss weights: unknown term(s) {', '.join(unknown)}; known: {', '.join(LOSS_TERMS)}"
+            )
         resolved.update({k: float(v) for k, v in weights.items()})
     return resolved
 
@@ -174,11 +182,11 @@ def cornernet_loss(
     summed over stacks and both corner types); ``total = (focal + pull + push + regr) / num_stacks``,
     the value the official ``AELoss`` returns for the same batch.
     """
-    stacks = _per_stack(outputs)
+    stacks = split_stacks(outputs)
     missing = [k for k in _TARGET_KEYS if k not in targets]
     if missing:
         raise KeyError(f"cornernet_loss: targets lacks {', '.join(missing)} (see encode_targets)")
-    w = _weights(weights)
+    w = resolve_loss_weights(weights)
     mask = _f32(targets["tag_mask"])
     gt_tl_heat, gt_br_heat = _f32(targets["tl_heatmap"]), _f32(targets["br_heatmap"])
     gt_tl_regr, gt_br_regr = _f32(targets["tl_regr"]), _f32(targets["br_regr"])

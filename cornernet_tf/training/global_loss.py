@@ -20,33 +20,15 @@ from typing import Mapping, Optional
 import tensorflow as tf
 
 from cornernet_tf.losses import (
-    DEFAULT_WEIGHTS,
-    LOSS_TERMS,
     NORM_EPS,
     ae_loss,
     cornernet_loss,
     focal_loss,
     gather_feat,
     regr_loss,
+    resolve_loss_weights,
+    split_stacks,
 )
-
-_OUTPUT_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
-
-
-def resolve_loss_weights(weights: Optional[Mapping[str, float]] = None) -> dict[str, float]:
-    """focal/pull/push/regr weights with the official defaults for the missing ones."""
-    resolved = dict(DEFAULT_WEIGHTS)
-    if weights:
-        unknown = sorted(set(weights) - set(LOSS_TERMS))
-        if unknown:
-            raise ValueError(f"loss weights: unknown term(s) {', '.join(unknown)}; known: {', '.join(LOSS_TERMS)}")
-        resolved.update({k: float(v) for k, v in weights.items()})
-    return resolved
-
-
-def _stacks(outputs) -> dict[str, list]:
-    return {k: list(outputs[k]) if isinstance(outputs[k], (list, tuple)) else [outputs[k]] for k in _OUTPUT_KEYS}
-
 
 def replica_loss(
     outputs: Mapping[str, object],
@@ -65,7 +47,7 @@ def replica_loss(
     if context.num_replicas_in_sync == 1:
         return cornernet_loss(outputs, targets, weights)
 
-    stacks = _stacks(outputs)
+    stacks = split_stacks(outputs)
     gt_tl, gt_br = tf.cast(targets["tl_heatmap"], tf.float32), tf.cast(targets["br_heatmap"], tf.float32)
     mask = tf.cast(targets["tag_mask"], tf.float32)
     local = tf.stack(

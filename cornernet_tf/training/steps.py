@@ -26,7 +26,8 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.losses import LOSS_TERMS
-from cornernet_tf.training.global_loss import replica_loss, resolve_loss_weights
+from cornernet_tf.losses import resolve_loss_weights
+from cornernet_tf.training.global_loss import replica_loss
 
 TARGET_KEYS = ("tl_heatmap", "br_heatmap", "tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask")
 IMAGE_ID_KEY = "image_id"
