@@ -2,9 +2,9 @@
 
 Generates a shapes dataset (train split + a held-out split with other images), trains
 ``configs/cornernet_tiny_learn.yaml`` (the tiny model with a 15-minute schedule) with
-``cornernet_tf.training.fit.train`` (Adam, the config's schedule, full augmentation) for at most ``--minutes`` of wall time on this machine, then runs
-the official test procedure (flip, soft-NMS, the config's scales) on the held-out split and reports
-COCO AP / AP50. The goal on a 2-core CPU within 15 minutes is AP >= 0.60 and AP50 >= 0.85.
+``cornernet_tf.training.fit.train`` (Adam, the config's schedule, full augmentation) for at most
+``--minutes`` of wall time on this machine, then runs the official test procedure (flip, soft-NMS,
+the config's scales) on the held-out split and reports COCO AP / AP50. The goal on a 2-core CPU within 15 minutes is AP >= 0.60 and AP50 >= 0.85.
 
 Then it says where the remaining error is (``--no-analysis`` skips it): AP with ground-truth
 heatmaps, and with ground-truth heatmaps and offsets (the paper's error analysis, Table 6), and
@@ -82,7 +82,8 @@ def embedding_statistics(model, config) -> dict:
             for a, k in enumerate(idx):
                 own.append(abs(tl[b, k] - br[b, k]))
                 for c, j in enumerate(idx):
-                    below_right = br_ind[b, j] % width >= tl_ind[b, k] % width and br_ind[b, j] // width >= tl_ind[b, k] // width
+                    (tl_y, tl_x), (br_y, br_x) = divmod(tl_ind[b, k], width), divmod(br_ind[b, j], width)
+                    below_right = br_x >= tl_x and br_y >= tl_y
                     if j != k and cls[a] == cls[c] and below_right:
                         other.append(abs(tl[b, k] - br[b, j]))
     own, other = np.array(own), np.array(other)
@@ -155,8 +156,7 @@ def main(argv=None) -> int:
         for oracle in ("heatmaps", "heatmaps+offsets"):
             m = evaluate(model, config, annotations=val_json, images=val_dir, progress=False, oracle=oracle)
             analysis[f"oracle_{oracle}"] = {k: round(m[k], 4) for k in ("AP", "AP50", "AP75", "AR100")}
-        val_config = load_config(config, [f"data.val_annotations={val_json}", f"data.val_images={val_dir}"])
-        analysis["embeddings"] = embedding_statistics(model, val_config)
+        analysis["embeddings"] = embedding_statistics(model, config)  # config's val data = held-out split
 
     curves = os.path.join(HERE, "learn_shapes_curves.png")
     if os.path.exists(result.paths.curves):

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description=(
             "Train CornerNet as configured: Adam with the official step decay, global batch "
             "train.batch_size, strategy train.strategy (auto|default|mirrored|multi_worker|tpu), "
-            "optional mixed precision and XLA. WORKDIR receives config.yaml, last/best weights, "
+            "optional mixed precision and XLA. WORKDIR receives config.yaml, dataset_info.json, last/best weights, "
             "a fault-tolerance backup, history.csv, TensorBoard logs and loss_curves.png. "
             "Re-running the same command after an interruption resumes from the last backup."
         ),

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -176,8 +176,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class CocoAPCallback(keras.callbacks.Callback):
-    """COCO AP / AP50 on the first ``max_images`` validation images every ``every_epochs`` epochs
-    and at ``last_epoch``.
+    """COCO AP / AP50 on the first ``max_images`` validation images at the 1-based ``epochs``
+    (the same list as ``model.fit``'s ``validation_freq``).
 
     Runs the official test procedure (``cornernet_tf.eval.runner.evaluate``). Epochs without an
     evaluation log NaN, so every epoch has the same columns in the CSV log.
@@ -185,13 +185,11 @@ class CocoAPCallback(keras.callbacks.Callback):
 
     KEYS = ("val_AP", "val_AP50")
 
-    def __init__(self, config, max_images: int, every_epochs: int = 1, verbose: bool = True,
-                 last_epoch: Optional[int] = None):
+    def __init__(self, config, max_images: int, epochs: Sequence[int], verbose: bool = True):
         super().__init__()
         self.config = config
         self.max_images = int(max_images)
-        self.every_epochs = max(int(every_epochs), 1)
-        self.last_epoch = last_epoch  # 1-based; also evaluated there
+        self.epochs = frozenset(int(e) for e in epochs)
         self.verbose = verbose
         self.last: dict = {}
 
@@ -207,7 +205,7 @@ class CocoAPCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        if (epoch + 1) % self.every_epochs and epoch + 1 != self.last_epoch:
+        if epoch + 1 not in self.epochs:
             logs.update({k: float("nan") for k in self.KEYS})
             return
         result = self.evaluate()

@@ -163,6 +163,7 @@ def train(
     steps_per_epoch = min(t.steps_per_epoch, t.max_steps)
     epochs = math.ceil(t.max_steps / steps_per_epoch)
     validation = has_validation_data(config) or val_dataset is not None
+    validate_at = validation_epochs(epochs, t.val_every_epochs)
     ap = has_validation_data(config) and t.val_ap_images > 0 and chief
 
     start = time.perf_counter()
@@ -181,8 +182,7 @@ def train(
         if max_seconds is not None:
             callbacks.append(cb.TimeBudget(max_seconds))
         if ap:
-            callbacks.append(cb.CocoAPCallback(config, t.val_ap_images, t.val_every_epochs, verbose=True,
-                                               last_epoch=epochs))
+            callbacks.append(cb.CocoAPCallback(config, t.val_ap_images, validate_at, verbose=True))
         if chief:
             monitor, mode = _monitor(ap, validation)
             callbacks += [
@@ -202,7 +202,7 @@ def train(
                 steps_per_epoch=steps_per_epoch,
                 validation_data=val_dataset,
                 validation_steps=t.validation_steps,
-                validation_freq=validation_epochs(epochs, t.val_every_epochs),
+                validation_freq=validate_at,
                 callbacks=callbacks,
                 verbose=1 if progress else 2,
                 shuffle=False,  # the input pipeline shuffles
