@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-all bench venv native clean
+.PHONY: demo test test-all lint bench venv native clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[cpu,serving,tflite,test]'
+	$(PIP) install -q -e '.[cpu,serving,tflite,test,lint]'
 	$(PIP) install -q --no-deps 'tensorflow-serving-api>=2.16,<2.22'
 	touch $@
 
@@ -25,6 +25,11 @@ demo: native
 
 test: native
 	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# Style and layering, enforced: ruff (lint + format, pyproject.toml) and import-linter (.importlinter).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-all: native
 	$(PY) -m pytest -q tests

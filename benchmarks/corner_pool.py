@@ -69,8 +69,12 @@ def bench_shape(shape, impls, directions, repeats, scan_repeats, warmup):
     for direction in directions:
         for impl in impls:
             reps = scan_repeats if impl == "scan" else repeats
-            entries.append(((direction, impl, "forward"), make_forward(direction, impl), (x,), reps))
-            entries.append(((direction, impl, "fwd_bwd"), make_forward_backward(direction, impl), (x, g), reps))
+            entries.append(
+                ((direction, impl, "forward"), make_forward(direction, impl), (x,), reps)
+            )
+            entries.append(
+                ((direction, impl, "fwd_bwd"), make_forward_backward(direction, impl), (x, g), reps)
+            )
     for _ in range(warmup):
         time_once(floor_fn, (x,))
     for key, fn, args, _ in entries:
@@ -89,19 +93,33 @@ def bench_shape(shape, impls, directions, repeats, scan_repeats, warmup):
     for direction in directions:
         for impl in impls:
             fwd, fb = (direction, impl, "forward"), (direction, impl, "fwd_bwd")
-            rows.append({"direction": direction, "impl": impl, "repeats": len(times[fwd]),
-                         "forward_ms": statistics.median(times[fwd]) * 1e3,
-                         "fwd_bwd_ms": statistics.median(times[fb]) * 1e3,
-                         "forward_over_floor": statistics.median(ratios[fwd]),
-                         "fwd_bwd_over_floor": statistics.median(ratios[fb])})
-    return {"shape": list(shape), "floor_ms": statistics.median(floors) * 1e3,
-            "floor_min_ms": min(floors) * 1e3, "floor_max_ms": max(floors) * 1e3, "rows": rows}
+            rows.append(
+                {
+                    "direction": direction,
+                    "impl": impl,
+                    "repeats": len(times[fwd]),
+                    "forward_ms": statistics.median(times[fwd]) * 1e3,
+                    "fwd_bwd_ms": statistics.median(times[fb]) * 1e3,
+                    "forward_over_floor": statistics.median(ratios[fwd]),
+                    "fwd_bwd_over_floor": statistics.median(ratios[fb]),
+                }
+            )
+    return {
+        "shape": list(shape),
+        "floor_ms": statistics.median(floors) * 1e3,
+        "floor_min_ms": min(floors) * 1e3,
+        "floor_max_ms": max(floors) * 1e3,
+        "rows": rows,
+    }
 
 
 def faster(a, b) -> bool:
     """Whether row a beats row b, forward or fwd+bwd, on the per-round ratios to the floor (the
     load-robust measure; plain medians can be skewed by a burst of load on the slow rounds)."""
-    return a["forward_over_floor"] < b["forward_over_floor"] or a["fwd_bwd_over_floor"] < b["fwd_bwd_over_floor"]
+    return (
+        a["forward_over_floor"] < b["forward_over_floor"]
+        or a["fwd_bwd_over_floor"] < b["fwd_bwd_over_floor"]
+    )
 
 
 def check_goals(result) -> list[str]:
@@ -114,9 +132,13 @@ def check_goals(result) -> list[str]:
             native, tfi, scan = (by.get((direction, i)) for i in IMPLS)
             if native:
                 if native["forward_over_floor"] > GOALS["native_fwd_over_floor"]:
-                    misses.append(f"{shape} {direction}: native forward {native['forward_over_floor']:.2f}x floor")
+                    misses.append(
+                        f"{shape} {direction}: native forward {native['forward_over_floor']:.2f}x floor"
+                    )
                 if native["fwd_bwd_over_floor"] > GOALS["native_fwdbwd_over_floor"]:
-                    misses.append(f"{shape} {direction}: native fwd+bwd {native['fwd_bwd_over_floor']:.2f}x floor")
+                    misses.append(
+                        f"{shape} {direction}: native fwd+bwd {native['fwd_bwd_over_floor']:.2f}x floor"
+                    )
                 for other in (tfi, scan):
                     if other and faster(other, native):
                         misses.append(f"{shape} {direction}: {other['impl']} faster than native")
@@ -128,14 +150,22 @@ def check_goals(result) -> list[str]:
 def print_table(result) -> None:
     for entry in result["shapes"]:
         shape = "x".join(map(str, entry["shape"]))
-        print(f"\n{shape} float32: floor (x * 2.0) median {entry['floor_ms']:.2f} ms "
-              f"(min {entry['floor_min_ms']:.2f}, max {entry['floor_max_ms']:.2f}); "
-              "x floor = median over rounds of time / floor of the same round")
-        print(f"{'direction':<9} {'impl':<7} {'forward ms':>11} {'x floor':>8} {'fwd+bwd ms':>11} {'x floor':>8}")
+        print(
+            f"\n{shape} float32: floor (x * 2.0) median {entry['floor_ms']:.2f} ms "
+            f"(min {entry['floor_min_ms']:.2f}, max {entry['floor_max_ms']:.2f}); "
+            "x floor = median over rounds of time / floor of the same round"
+        )
+        print(
+            f"{'direction':<9} {'impl':<7} {'forward ms':>11} {'x floor':>8} {'fwd+bwd ms':>11} {'x floor':>8}"
+        )
         for r in entry["rows"]:
-            print(f"{r['direction']:<9} {r['impl']:<7} {r['forward_ms']:>11.2f} {r['forward_over_floor']:>8.2f} "
-                  f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_over_floor']:>8.2f}")
-    print("\ngoals: native forward <= 1.5x floor, native fwd+bwd <= 4x floor, native fastest, tf faster than scan")
+            print(
+                f"{r['direction']:<9} {r['impl']:<7} {r['forward_ms']:>11.2f} {r['forward_over_floor']:>8.2f} "
+                f"{r['fwd_bwd_ms']:>11.2f} {r['fwd_bwd_over_floor']:>8.2f}"
+            )
+    print(
+        "\ngoals: native forward <= 1.5x floor, native fwd+bwd <= 4x floor, native fastest, tf faster than scan"
+    )
     print("missed: " + ("; ".join(result["goals_missed"]) if result["goals_missed"] else "none"))
 
 
@@ -144,8 +174,12 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), help="NxHxWxC shapes")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--directions", nargs="+", default=list(DIRECTIONS), choices=DIRECTIONS)
-    parser.add_argument("--repeats", type=int, default=9, help="timed repeats (median) for native and tf")
-    parser.add_argument("--scan-repeats", type=int, default=5, help="timed repeats for the slow scan impl")
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="timed repeats (median) for native and tf"
+    )
+    parser.add_argument(
+        "--scan-repeats", type=int, default=5, help="timed repeats for the slow scan impl"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -158,11 +192,19 @@ def main(argv=None) -> int:
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
     result = {
         "benchmark": "corner_pool",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__,
-                    "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()},
-        "repeats": args.repeats, "scan_repeats": args.scan_repeats, "warmup": args.warmup,
-        "shapes": [bench_shape(s, impls, args.directions, args.repeats, args.scan_repeats, args.warmup)
-                   for s in shapes],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "tensorflow": tf.__version__,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        },
+        "repeats": args.repeats,
+        "scan_repeats": args.scan_repeats,
+        "warmup": args.warmup,
+        "shapes": [
+            bench_shape(s, impls, args.directions, args.repeats, args.scan_repeats, args.warmup)
+            for s in shapes
+        ],
     }
     result["goals_missed"] = check_goals(result)
     print_table(result)

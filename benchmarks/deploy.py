@@ -37,7 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-VARIANTS = {"tiny_hourglass": "configs/cornernet_tiny.yaml", "squeeze": "configs/cornernet_squeeze_tiny.yaml"}
+VARIANTS = {
+    "tiny_hourglass": "configs/cornernet_tiny.yaml",
+    "squeeze": "configs/cornernet_squeeze_tiny.yaml",
+}
 QUANTIZATIONS = ("none", "fp16", "int8")
 GOAL_SAVED_MODEL_RATIO = 1.1
 
@@ -102,10 +105,15 @@ def bench_saved_model(args, val_items, annotations, workdir: str) -> dict:
     model, config = build(VARIANTS["tiny_hourglass"], args.weights_tiny)
     export_dir = os.path.join(workdir, "saved_model")
     start = time.perf_counter()
-    version_dir = export_saved_model(model, out_dir=export_dir, version=1, config=config, warmup=False)
+    version_dir = export_saved_model(
+        model, out_dir=export_dir, version=1, config=config, warmup=False
+    )
     export_s = time.perf_counter() - start
     loaded = tf.saved_model.load(version_dir)
-    serve_images, serve_bytes = loaded.signatures["serving_default"], loaded.signatures["serving_bytes"]
+    serve_images, serve_bytes = (
+        loaded.signatures["serving_default"],
+        loaded.signatures["serving_bytes"],
+    )
     detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
     png = {path: open(path, "rb").read() for _, path, _ in val_items}
 
@@ -137,8 +145,13 @@ def bench_saved_model(args, val_items, annotations, workdir: str) -> dict:
         h, w = image.shape[:2]
         n = int(out["num_detections"][0])
         boxes = out["detection_boxes"][0, :n][:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)
-        exported.append({"boxes": boxes, "scores": out["detection_scores"][0, :n],
-                         "classes": out["detection_classes"][0, :n].astype(np.int64) - 1})
+        exported.append(
+            {
+                "boxes": boxes,
+                "scores": out["detection_scores"][0, :n],
+                "classes": out["detection_classes"][0, :n].astype(np.int64) - 1,
+            }
+        )
     return {
         "config": VARIANTS["tiny_hourglass"],
         "weights": args.weights_tiny or "random initialisation",
@@ -157,7 +170,9 @@ def bench_saved_model(args, val_items, annotations, workdir: str) -> dict:
 # ------------------------------------------------------------------------------------- TFLite
 
 
-def bench_tflite(args, variant: str, weights, train_dir, val_items, annotations, workdir: str) -> dict:
+def bench_tflite(
+    args, variant: str, weights, train_dir, val_items, annotations, workdir: str
+) -> dict:
     from cornernet_tf.export import postprocess as pp
     from cornernet_tf.export.litert_runner import LiteRTDetector
     from cornernet_tf.export.tflite import convert_variants
@@ -165,17 +180,27 @@ def bench_tflite(args, variant: str, weights, train_dir, val_items, annotations,
     model, config = build(VARIANTS[variant], weights)
     paths = {q: os.path.join(workdir, f"{variant}_{q}.tflite") for q in QUANTIZATIONS}
     start = time.perf_counter()
-    convert_variants(model, paths, representative_images_dir=train_dir,
-                     num_representative=args.representative, config=config)
+    convert_variants(
+        model,
+        paths,
+        representative_images_dir=train_dir,
+        num_representative=args.representative,
+        config=config,
+    )
     convert_s = time.perf_counter() - start
     runners = {q: LiteRTDetector(p, num_threads=args.threads) for q, p in paths.items()}
     reference = runners["none"]
-    prepared = [pp.prepare_input(image, reference.input_hw, reference.output_stride) for _, _, image in val_items]
+    prepared = [
+        pp.prepare_input(image, reference.input_hw, reference.output_stride)
+        for _, _, image in val_items
+    ]
     ids = list(reference.category_ids)
 
     import tensorflow as tf
 
-    forward = tf.function(lambda x: model(x, training=False, stacks="last"))  # traced once: fixed size
+    forward = tf.function(
+        lambda x: model(x, training=False, stacks="last")
+    )  # traced once: fixed size
 
     def keras_maps(canvas):
         out = forward(tf.constant(canvas))
@@ -190,8 +215,11 @@ def bench_tflite(args, variant: str, weights, train_dir, val_items, annotations,
             keras_times.append(timed(keras_maps, canvas)[0])
     for canvas, geometry in prepared:
         keras_dets.append(pp.postprocess(keras_maps(canvas), geometry, reference.config))
-    rows["keras"] = {"size_mb": None, "network_ms": median_ms(keras_times),
-                     **coco_ap(annotations, val_items, keras_dets, ids)}
+    rows["keras"] = {
+        "size_mb": None,
+        "network_ms": median_ms(keras_times),
+        **coco_ap(annotations, val_items, keras_dets, ids),
+    }
     for quantize, runner in runners.items():
         runner.maps(prepared[0][0])
         net, full = [], []
@@ -200,11 +228,20 @@ def bench_tflite(args, variant: str, weights, train_dir, val_items, annotations,
                 net.append(timed(runner.maps, canvas)[0])
                 full.append(timed(runner.detect, image)[0])
         dets = [runner.detect(image) for _, _, image in val_items]
-        rows[quantize] = {"size_mb": os.path.getsize(paths[quantize]) / 1e6, "network_ms": median_ms(net),
-                          "detect_ms": median_ms(full), **coco_ap(annotations, val_items, dets, ids)}
-    return {"config": VARIANTS[variant], "weights": weights or "random initialisation",
-            "input_size": list(reference.input_hw), "threads": args.threads, "convert_seconds": convert_s,
-            "rows": rows}
+        rows[quantize] = {
+            "size_mb": os.path.getsize(paths[quantize]) / 1e6,
+            "network_ms": median_ms(net),
+            "detect_ms": median_ms(full),
+            **coco_ap(annotations, val_items, dets, ids),
+        }
+    return {
+        "config": VARIANTS[variant],
+        "weights": weights or "random initialisation",
+        "input_size": list(reference.input_hw),
+        "threads": args.threads,
+        "convert_seconds": convert_s,
+        "rows": rows,
+    }
 
 
 # ------------------------------------------------------------------------------------- main
@@ -223,24 +260,36 @@ def ensure_data(args, workdir: str) -> str:
 def print_table(result: dict) -> None:
     sm = result["saved_model"]
     m = sm["median_ms"]
-    print(f"\nSavedModel vs in-memory detector ({sm['config']}, weights: {sm['weights']}; "
-          f"median of {sm['latency_images']} images x {sm['repeats']})")
+    print(
+        f"\nSavedModel vs in-memory detector ({sm['config']}, weights: {sm['weights']}; "
+        f"median of {sm['latency_images']} images x {sm['repeats']})"
+    )
     print(f"{'path':<28}{'ms/image':>10}{'ratio':>8}{'AP':>8}{'AP50':>8}")
-    print(f"{'Detector (in memory)':<28}{m['detector']:>10.1f}{1.0:>8.2f}"
-          f"{sm['AP_detector']['AP']:>8.3f}{sm['AP_detector']['AP50']:>8.3f}")
-    print(f"{'SavedModel serving_default':<28}{m['saved_model_uint8']:>10.1f}{sm['ratio_uint8_over_detector']:>8.2f}"
-          f"{sm['AP_saved_model']['AP']:>8.3f}{sm['AP_saved_model']['AP50']:>8.3f}")
-    print(f"{'SavedModel serving_bytes':<28}{m['saved_model_bytes']:>10.1f}{sm['ratio_bytes_over_detector']:>8.2f}"
-          f"{'':>8}{'':>8}")
+    print(
+        f"{'Detector (in memory)':<28}{m['detector']:>10.1f}{1.0:>8.2f}"
+        f"{sm['AP_detector']['AP']:>8.3f}{sm['AP_detector']['AP50']:>8.3f}"
+    )
+    print(
+        f"{'SavedModel serving_default':<28}{m['saved_model_uint8']:>10.1f}{sm['ratio_uint8_over_detector']:>8.2f}"
+        f"{sm['AP_saved_model']['AP']:>8.3f}{sm['AP_saved_model']['AP50']:>8.3f}"
+    )
+    print(
+        f"{'SavedModel serving_bytes':<28}{m['saved_model_bytes']:>10.1f}{sm['ratio_bytes_over_detector']:>8.2f}"
+        f"{'':>8}{'':>8}"
+    )
     print(f"goal: ratio <= {sm['goal_ratio']}")
     for variant, block in result["tflite"].items():
-        print(f"\nTFLite {variant} ({block['config']}, input {block['input_size']}, {block['threads']} threads, "
-              f"weights: {block['weights']})")
+        print(
+            f"\nTFLite {variant} ({block['config']}, input {block['input_size']}, {block['threads']} threads, "
+            f"weights: {block['weights']})"
+        )
         print(f"{'model':<10}{'size MB':>9}{'net ms':>9}{'detect ms':>11}{'AP':>8}{'AP50':>8}")
         for name, row in block["rows"].items():
             size = f"{row['size_mb']:.2f}" if row["size_mb"] else "-"
             detect = f"{row['detect_ms']:.1f}" if "detect_ms" in row else "-"
-            print(f"{name:<10}{size:>9}{row['network_ms']:>9.1f}{detect:>11}{row['AP']:>8.3f}{row['AP50']:>8.3f}")
+            print(
+                f"{name:<10}{size:>9}{row['network_ms']:>9.1f}{detect:>11}{row['AP']:>8.3f}{row['AP50']:>8.3f}"
+            )
 
 
 def main(argv=None) -> int:
@@ -260,8 +309,14 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
-    result = {"benchmark": "deploy", "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                                 "tensorflow": tf.__version__}}
+    result = {
+        "benchmark": "deploy",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "tensorflow": tf.__version__,
+        },
+    }
     with tempfile.TemporaryDirectory(prefix="cornernet_deploy_") as workdir:
         data = ensure_data(args, workdir)
         annotations, val_items = load_split(data, "val", args.images)
@@ -271,8 +326,10 @@ def main(argv=None) -> int:
             result["saved_model"] = bench_saved_model(args, val_items, annotations, workdir)
         if "tflite" not in args.skip:
             weights = {"tiny_hourglass": args.weights_tiny, "squeeze": args.weights_squeeze}
-            result["tflite"] = {v: bench_tflite(args, v, weights[v], train_dir, val_items, annotations, workdir)
-                                for v in VARIANTS}
+            result["tflite"] = {
+                v: bench_tflite(args, v, weights[v], train_dir, val_items, annotations, workdir)
+                for v in VARIANTS
+            }
     print(json.dumps(result, indent=1))
     if "saved_model" in result and "tflite" in result:
         print_table(result)

@@ -52,9 +52,12 @@ class TorchServer:
     """The official architecture in PyTorch, in another interpreter, one forward per request."""
 
     def __init__(self, python: str, threads: int = 0):
-        command = [python, TORCH_SCRIPT, "--serve"] + (["--threads", str(threads)] if threads else [])
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        command = [python, TORCH_SCRIPT, "--serve"] + (
+            ["--threads", str(threads)] if threads else []
+        )
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -81,16 +84,22 @@ class TorchServer:
 def official_arch(config_path: str) -> dict:
     cfg = load_model_config(config_path)
     return {
-        "n": cfg.depth, "nstack": cfg.num_stacks, "dims": cfg.dims, "modules": cfg.modules,
-        "pre_dims": cfg.stem_dims, "cnv_dim": cfg.cnv_dim, "pool_dim": cfg.pool_dim,
-        "head_dim": cfg.head_dim or cfg.dims[0], "out_dim": cfg.num_classes,
+        "n": cfg.depth,
+        "nstack": cfg.num_stacks,
+        "dims": cfg.dims,
+        "modules": cfg.modules,
+        "pre_dims": cfg.stem_dims,
+        "cnv_dim": cfg.cnv_dim,
+        "pool_dim": cfg.pool_dim,
+        "head_dim": cfg.head_dim or cfg.dims[0],
+        "out_dim": cfg.num_classes,
     }
 
 
 def tf_variant(model, x, stacks: str, xla: bool):
     """A callable that runs one forward pass and returns (seconds, outputs finite)."""
     if stacks == "last":
-        model.last_stack_model  # build the last-stack graph outside the trace
+        _ = model.last_stack_model  # build the last-stack graph outside the trace
 
     @tf.function(jit_compile=xla, reduce_retracing=True)
     def forward(images):
@@ -120,21 +129,33 @@ def bench_group(name, config_path, size, stacks_modes, args, server):
     variants = []  # (labels, run)
     for stacks in stacks_modes:
         for mode in ("graph",) if args.no_xla else ("graph", "xla"):
-            variants.append(({"framework": "tf", "stacks": stacks, "mode": mode},
-                             tf_variant(model, x, stacks, mode == "xla")))
+            variants.append(
+                (
+                    {"framework": "tf", "stacks": stacks, "mode": mode},
+                    tf_variant(model, x, stacks, mode == "xla"),
+                )
+            )
     if server is not None:
         model_id = server.request(cmd="build", arch=official_arch(config_path), size=size)["id"]
         for stacks in stacks_modes:
-            variants.append(({"framework": "torch", "stacks": stacks, "mode": "eager"},
-                             torch_variant(server, model_id, stacks)))
+            variants.append(
+                (
+                    {"framework": "torch", "stacks": stacks, "mode": "eager"},
+                    torch_variant(server, model_id, stacks),
+                )
+            )
     repeats = args.hg104_repeats if name == "hg104" else args.repeats
     first, finite = [], []
     for labels, run in variants:
         seconds, ok = run()
         first.append(seconds)
         finite.append(ok)
-        print(f"  {name} {size}x{size} {labels['framework']} {labels['stacks']} {labels['mode']}: "
-              f"first call {seconds:.2f} s", file=sys.stderr, flush=True)
+        print(
+            f"  {name} {size}x{size} {labels['framework']} {labels['stacks']} {labels['mode']}: "
+            f"first call {seconds:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     for _ in range(args.warmup):
         for _, run in variants:
             run()
@@ -144,8 +165,18 @@ def bench_group(name, config_path, size, stacks_modes, args, server):
             times[i].append(run()[0])
     rows = []
     for (labels, _), ts, f, ok in zip(variants, times, first, finite):
-        rows.append({"model": name, "input": f"{size}x{size}", **labels, "median_ms": statistics.median(ts) * 1e3,
-                     "min_ms": min(ts) * 1e3, "first_call_s": f, "repeats": repeats, "finite": ok})
+        rows.append(
+            {
+                "model": name,
+                "input": f"{size}x{size}",
+                **labels,
+                "median_ms": statistics.median(ts) * 1e3,
+                "min_ms": min(ts) * 1e3,
+                "first_call_s": f,
+                "repeats": repeats,
+                "finite": ok,
+            }
+        )
     ratios = {}
     labels = [v[0] for v in variants]
 
@@ -168,44 +199,67 @@ def bench_group(name, config_path, size, stacks_modes, args, server):
                 ratios[key] = value
     if "last" in stacks_modes and "all" in stacks_modes:
         for framework, mode in (("tf", "graph"), ("tf", "xla"), ("torch", "eager")):
-            value = paired({"framework": framework, "stacks": "last", "mode": mode},
-                           {"framework": framework, "stacks": "all", "mode": mode})
+            value = paired(
+                {"framework": framework, "stacks": "last", "mode": mode},
+                {"framework": framework, "stacks": "all", "mode": mode},
+            )
             if value is not None:
                 ratios[f"{prefix}_{framework}_{mode}_last_over_all"] = value
     return rows, ratios
 
 
 def print_table(rows: list, ratios: dict, info: dict) -> None:
-    header = (f"{'framework':9s} {'model':6s} {'input':8s} {'stacks':6s} {'mode':6s} {'median ms':>10s} "
-              f"{'min ms':>9s} {'first s':>8s} {'n':>3s}")
+    header = (
+        f"{'framework':9s} {'model':6s} {'input':8s} {'stacks':6s} {'mode':6s} {'median ms':>10s} "
+        f"{'min ms':>9s} {'first s':>8s} {'n':>3s}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['framework']:9s} {r['model']:6s} {r['input']:8s} {r['stacks']:6s} {r['mode']:6s} "
-              f"{r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['first_call_s']:8.2f} {r['repeats']:3d}")
+        print(
+            f"{r['framework']:9s} {r['model']:6s} {r['input']:8s} {r['stacks']:6s} {r['mode']:6s} "
+            f"{r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['first_call_s']:8.2f} {r['repeats']:3d}"
+        )
     print()
     for key, value in ratios.items():
         print(f"{key:40s} {value:6.2f}")
-    print(f"load average (1 min): {info['load_average_1min_before']} before, "
-          f"{info['load_average_1min_after']} after, on {info['cpus']} CPUs")
+    print(
+        f"load average (1 min): {info['load_average_1min_before']} before, "
+        f"{info['load_average_1min_after']} after, on {info['cpus']} CPUs"
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=9, help="timed rounds for the tiny config (>= 5)")
-    parser.add_argument("--hg104-repeats", type=int, default=5, help="timed rounds for Hourglass-104 (>= 5)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="timed rounds for the tiny config (>= 5)"
+    )
+    parser.add_argument(
+        "--hg104-repeats", type=int, default=5, help="timed rounds for Hourglass-104 (>= 5)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds after the first call")
     parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile=True variants")
     parser.add_argument("--no-hg104", action="store_true", help="only the tiny config")
-    parser.add_argument("--torch-python", help="a Python with torch: also time the official architecture")
-    parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--torch-python", help="a Python with torch: also time the official architecture"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, help="torch.set_num_threads (default: torch's)"
+    )
     args = parser.parse_args(argv)
     if min(args.repeats, args.hg104_repeats) < 5:
         parser.error("use at least 5 repeats: the figures are medians")
 
-    info = {"machine": platform.machine(), "python": platform.python_version(), "tensorflow": tf.__version__,
-            "cpus": os.cpu_count(), "load_average_1min_before": load_average(),
-            "corner_pool_impl": load_model_config(HG104).corner_pool_impl}
+    info = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "cpus": os.cpu_count(),
+        "load_average_1min_before": load_average(),
+        "corner_pool_impl": load_model_config(HG104).corner_pool_impl,
+    }
     try:
         from cornernet_tf.ops import native_available
 

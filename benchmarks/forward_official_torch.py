@@ -30,7 +30,9 @@ class convolution(nn.Module):  # noqa: N801 - official name
     def __init__(self, k, inp_dim, out_dim, stride=1, with_bn=True):
         super().__init__()
         pad = (k - 1) // 2
-        self.conv = nn.Conv2d(inp_dim, out_dim, (k, k), padding=(pad, pad), stride=(stride, stride), bias=not with_bn)
+        self.conv = nn.Conv2d(
+            inp_dim, out_dim, (k, k), padding=(pad, pad), stride=(stride, stride), bias=not with_bn
+        )
         self.bn = nn.BatchNorm2d(out_dim) if with_bn else nn.Sequential()
         self.relu = nn.ReLU(inplace=True)
 
@@ -41,13 +43,18 @@ class convolution(nn.Module):  # noqa: N801 - official name
 class residual(nn.Module):  # noqa: N801
     def __init__(self, k, inp_dim, out_dim, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(inp_dim, out_dim, (3, 3), padding=(1, 1), stride=(stride, stride), bias=False)
+        self.conv1 = nn.Conv2d(
+            inp_dim, out_dim, (3, 3), padding=(1, 1), stride=(stride, stride), bias=False
+        )
         self.bn1 = nn.BatchNorm2d(out_dim)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_dim, out_dim, (3, 3), padding=(1, 1), bias=False)
         self.bn2 = nn.BatchNorm2d(out_dim)
         self.skip = (
-            nn.Sequential(nn.Conv2d(inp_dim, out_dim, (1, 1), stride=(stride, stride), bias=False), nn.BatchNorm2d(out_dim))
+            nn.Sequential(
+                nn.Conv2d(inp_dim, out_dim, (1, 1), stride=(stride, stride), bias=False),
+                nn.BatchNorm2d(out_dim),
+            )
             if stride != 1 or inp_dim != out_dim
             else nn.Sequential()
         )
@@ -60,15 +67,24 @@ class residual(nn.Module):  # noqa: N801
 
 
 def make_layer(k, inp_dim, out_dim, modules):
-    return nn.Sequential(residual(k, inp_dim, out_dim), *[residual(k, out_dim, out_dim) for _ in range(1, modules)])
+    return nn.Sequential(
+        residual(k, inp_dim, out_dim), *[residual(k, out_dim, out_dim) for _ in range(1, modules)]
+    )
 
 
 def make_layer_revr(k, inp_dim, out_dim, modules):
-    return nn.Sequential(*[residual(k, inp_dim, inp_dim) for _ in range(modules - 1)], residual(k, inp_dim, out_dim))
+    return nn.Sequential(
+        *[residual(k, inp_dim, inp_dim) for _ in range(modules - 1)], residual(k, inp_dim, out_dim)
+    )
 
 
-def make_hg_layer(k, inp_dim, out_dim, modules):  # models/CornerNet.py: the first residual down-samples
-    return nn.Sequential(residual(k, inp_dim, out_dim, stride=2), *[residual(k, out_dim, out_dim) for _ in range(modules - 1)])
+def make_hg_layer(
+    k, inp_dim, out_dim, modules
+):  # models/CornerNet.py: the first residual down-samples
+    return nn.Sequential(
+        residual(k, inp_dim, out_dim, stride=2),
+        *[residual(k, out_dim, out_dim) for _ in range(modules - 1)],
+    )
 
 
 class kp_module(nn.Module):  # noqa: N801
@@ -79,7 +95,11 @@ class kp_module(nn.Module):  # noqa: N801
         self.up1 = make_layer(3, curr_dim, curr_dim, curr_mod)
         self.max1 = nn.Sequential()
         self.low1 = make_hg_layer(3, curr_dim, next_dim, curr_mod)
-        self.low2 = kp_module(n - 1, dims[1:], modules[1:]) if n > 1 else make_layer(3, next_dim, next_dim, next_mod)
+        self.low2 = (
+            kp_module(n - 1, dims[1:], modules[1:])
+            if n > 1
+            else make_layer(3, next_dim, next_dim, next_mod)
+        )
         self.low3 = make_layer_revr(3, next_dim, curr_dim, curr_mod)
         self.up2 = nn.Upsample(scale_factor=2)
 
@@ -122,21 +142,39 @@ class pool(nn.Module):  # noqa: N801
 
 
 def make_kp_layer(cnv_dim, curr_dim, out_dim):
-    return nn.Sequential(convolution(3, cnv_dim, curr_dim, with_bn=False), nn.Conv2d(curr_dim, out_dim, (1, 1)))
+    return nn.Sequential(
+        convolution(3, cnv_dim, curr_dim, with_bn=False), nn.Conv2d(curr_dim, out_dim, (1, 1))
+    )
 
 
 class kp(nn.Module):  # noqa: N801
-    def __init__(self, n, nstack, dims, modules, out_dim, pre_dims=(128, 256), cnv_dim=256, pool_dim=128, head_dim=None):
+    def __init__(
+        self,
+        n,
+        nstack,
+        dims,
+        modules,
+        out_dim,
+        pre_dims=(128, 256),
+        cnv_dim=256,
+        pool_dim=128,
+        head_dim=None,
+    ):
         super().__init__()
         self.nstack = nstack
         curr_dim = dims[0]
         head_dim = head_dim or curr_dim
         stacks = range(nstack)
-        self.pre = nn.Sequential(convolution(7, 3, pre_dims[0], stride=2), residual(3, pre_dims[0], pre_dims[1], stride=2))
+        self.pre = nn.Sequential(
+            convolution(7, 3, pre_dims[0], stride=2),
+            residual(3, pre_dims[0], pre_dims[1], stride=2),
+        )
         self.kps = nn.ModuleList([kp_module(n, dims, modules) for _ in stacks])
         self.cnvs = nn.ModuleList([convolution(3, curr_dim, cnv_dim) for _ in stacks])
         self.tl_cnvs = nn.ModuleList([pool(cnv_dim, top_pool, left_pool, pool_dim) for _ in stacks])
-        self.br_cnvs = nn.ModuleList([pool(cnv_dim, bottom_pool, right_pool, pool_dim) for _ in stacks])
+        self.br_cnvs = nn.ModuleList(
+            [pool(cnv_dim, bottom_pool, right_pool, pool_dim) for _ in stacks]
+        )
         self.tl_heats = nn.ModuleList([make_kp_layer(cnv_dim, head_dim, out_dim) for _ in stacks])
         self.br_heats = nn.ModuleList([make_kp_layer(cnv_dim, head_dim, out_dim) for _ in stacks])
         self.tl_tags = nn.ModuleList([make_kp_layer(cnv_dim, head_dim, 1) for _ in stacks])
@@ -145,10 +183,20 @@ class kp(nn.Module):  # noqa: N801
             heat[-1].bias.data.fill_(-2.19)
         self.inters = nn.ModuleList([residual(3, curr_dim, curr_dim) for _ in range(nstack - 1)])
         self.inters_ = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(curr_dim, curr_dim, (1, 1), bias=False), nn.BatchNorm2d(curr_dim)) for _ in range(nstack - 1)]
+            [
+                nn.Sequential(
+                    nn.Conv2d(curr_dim, curr_dim, (1, 1), bias=False), nn.BatchNorm2d(curr_dim)
+                )
+                for _ in range(nstack - 1)
+            ]
         )
         self.cnvs_ = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(cnv_dim, curr_dim, (1, 1), bias=False), nn.BatchNorm2d(curr_dim)) for _ in range(nstack - 1)]
+            [
+                nn.Sequential(
+                    nn.Conv2d(cnv_dim, curr_dim, (1, 1), bias=False), nn.BatchNorm2d(curr_dim)
+                )
+                for _ in range(nstack - 1)
+            ]
         )
         self.tl_regrs = nn.ModuleList([make_kp_layer(cnv_dim, head_dim, 2) for _ in stacks])
         self.br_regrs = nn.ModuleList([make_kp_layer(cnv_dim, head_dim, 2) for _ in stacks])
@@ -161,8 +209,14 @@ class kp(nn.Module):  # noqa: N801
             cnv = self.cnvs[ind](self.kps[ind](inter))
             if not last_only or ind == self.nstack - 1:
                 tl_cnv, br_cnv = self.tl_cnvs[ind](cnv), self.br_cnvs[ind](cnv)
-                outs += [self.tl_heats[ind](tl_cnv), self.br_heats[ind](br_cnv), self.tl_tags[ind](tl_cnv),
-                         self.br_tags[ind](br_cnv), self.tl_regrs[ind](tl_cnv), self.br_regrs[ind](br_cnv)]
+                outs += [
+                    self.tl_heats[ind](tl_cnv),
+                    self.br_heats[ind](br_cnv),
+                    self.tl_tags[ind](tl_cnv),
+                    self.br_tags[ind](br_cnv),
+                    self.tl_regrs[ind](tl_cnv),
+                    self.br_regrs[ind](br_cnv),
+                ]
             if ind < self.nstack - 1:
                 inter = self.relu(self.inters_[ind](inter) + self.cnvs_[ind](cnv))
                 inter = self.inters[ind](inter)
@@ -170,8 +224,17 @@ class kp(nn.Module):  # noqa: N801
 
 
 def build(arch: dict, size: int):
-    model = kp(arch["n"], arch["nstack"], arch["dims"], arch["modules"], arch["out_dim"], arch["pre_dims"],
-               arch["cnv_dim"], arch["pool_dim"], arch["head_dim"]).eval()
+    model = kp(
+        arch["n"],
+        arch["nstack"],
+        arch["dims"],
+        arch["modules"],
+        arch["out_dim"],
+        arch["pre_dims"],
+        arch["cnv_dim"],
+        arch["pool_dim"],
+        arch["head_dim"],
+    ).eval()
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     return model, x
 
@@ -196,7 +259,10 @@ def serve() -> None:
         try:
             if msg["cmd"] == "build":
                 models.append(build(msg["arch"], msg["size"]))
-                reply = {"id": len(models) - 1, "parameters": sum(p.numel() for p in models[-1][0].parameters())}
+                reply = {
+                    "id": len(models) - 1,
+                    "parameters": sum(p.numel() for p in models[-1][0].parameters()),
+                }
             elif msg["cmd"] == "run":
                 seconds, finite = forward_seconds(*models[msg["id"]], msg["stacks"])
                 reply = {"seconds": seconds, "finite": finite}
@@ -210,27 +276,56 @@ def serve() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serve", action="store_true", help="answer build/run requests on stdin (JSON lines)")
-    parser.add_argument("--model", default="hg104", choices=("hg104",), help="alone: the model to time")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--serve", action="store_true", help="answer build/run requests on stdin (JSON lines)"
+    )
+    parser.add_argument(
+        "--model", default="hg104", choices=("hg104",), help="alone: the model to time"
+    )
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--stacks", default="all", choices=("all", "last"))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads (default: torch's choice)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.serve:
         serve()
         return
-    arch = dict(n=5, nstack=2, dims=[256, 256, 384, 384, 384, 512], modules=[2, 2, 2, 2, 2, 4], out_dim=80,
-                pre_dims=[128, 256], cnv_dim=256, pool_dim=128, head_dim=256)
+    arch = dict(
+        n=5,
+        nstack=2,
+        dims=[256, 256, 384, 384, 384, 512],
+        modules=[2, 2, 2, 2, 2, 4],
+        out_dim=80,
+        pre_dims=[128, 256],
+        cnv_dim=256,
+        pool_dim=128,
+        head_dim=256,
+    )
     model, x = build(arch, args.size)
     first, finite = forward_seconds(model, x, args.stacks)
     times = [forward_seconds(model, x, args.stacks)[0] for _ in range(args.repeats)]
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "model": args.model,
-                      "input": f"{args.size}x{args.size}", "stacks": args.stacks, "first_call_s": first,
-                      "median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "finite": finite}))
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "model": args.model,
+                "input": f"{args.size}x{args.size}",
+                "stacks": args.stacks,
+                "first_call_s": first,
+                "median_ms": statistics.median(times) * 1e3,
+                "min_ms": min(times) * 1e3,
+                "finite": finite,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -72,11 +72,15 @@ def _sync(result):
 def bench_decode(repeats: int, num_classes=80, size=128, K=100, num_dets=1000) -> dict:
     rng = np.random.default_rng(0)
     out = {"classes": num_classes, "map": [size, size], "K": K, "num_dets": num_dets}
-    fn = tf.function(lambda *maps: decode(*maps, K=K, kernel=3, ae_threshold=0.5, num_dets=num_dets))
+    fn = tf.function(
+        lambda *maps: decode(*maps, K=K, kernel=3, ae_threshold=0.5, num_dets=num_dets)
+    )
     calls = {}
     for batch in (1, 2):
         maps = [
-            rng.normal(-4.0, 1.5, (batch, size, size, num_classes)),  # mostly background, as trained maps
+            rng.normal(
+                -4.0, 1.5, (batch, size, size, num_classes)
+            ),  # mostly background, as trained maps
             rng.normal(-4.0, 1.5, (batch, size, size, num_classes)),
             rng.normal(0.0, 1.0, (batch, size, size, 1)),
             rng.normal(0.0, 1.0, (batch, size, size, 1)),
@@ -84,7 +88,7 @@ def bench_decode(repeats: int, num_classes=80, size=128, K=100, num_dets=1000) -
             rng.uniform(0.0, 1.0, (batch, size, size, 2)),
         ]
         maps = [tf.constant(m, tf.float32) for m in maps]
-        calls[batch] = (lambda m: (lambda: _sync(fn(*m))))(maps)
+        calls[batch] = lambda m=maps: _sync(fn(*m))
     seconds = interleaved_medians(calls, repeats, warmup=2)
     for batch, value in seconds.items():
         out[f"batch{batch}_ms"] = value * 1e3
@@ -121,8 +125,13 @@ def bench_pipeline(name: str, config_path: str, image_hw, repeats: int) -> dict:
     batch = tf.constant(np.stack([net_input, net_input[:, ::-1]]))
     forward = tf.function(lambda x: model(x, training=False, stacks="last"))
     decode_fn = tf.function(
-        lambda outputs: decode_outputs(outputs, K=test.top_k, kernel=test.nms_kernel,
-                                       ae_threshold=test.ae_threshold, num_dets=test.num_dets)
+        lambda outputs: decode_outputs(
+            outputs,
+            K=test.top_k,
+            kernel=test.nms_kernel,
+            ae_threshold=test.ae_threshold,
+            num_dets=test.num_dets,
+        )
     )
     outputs = forward(batch)
     decoded = decode_fn(outputs).numpy()
@@ -130,7 +139,9 @@ def bench_pipeline(name: str, config_path: str, image_hw, repeats: int) -> dict:
     rows_into_nms = int((raw[:, 4] > -1).sum())
     # Random weights decide how many pairs survive (often none). The worst case for soft-NMS is
     # every one of the num_dets pairs of both views valid; crowd them into a few classes.
-    decoded_worst = worst_case_pairs(decoded.shape[1], geometry.out_hw, min(WORST_CASE_CLASSES, config.model.num_classes))
+    decoded_worst = worst_case_pairs(
+        decoded.shape[1], geometry.out_hw, min(WORST_CASE_CLASSES, config.model.num_classes)
+    )
     rows_worst = int((decoded_worst[..., 4] > -1).sum())
 
     stages = interleaved_medians(
@@ -138,7 +149,9 @@ def bench_pipeline(name: str, config_path: str, image_hw, repeats: int) -> dict:
             "preprocess": lambda: prepare_image(image, 1.0, config.data.mean, config.data.std),
             "network": lambda: _sync(forward(batch)),
             "decode": lambda: _sync(decode_fn(outputs)),
-            "postprocess": lambda: finalise(rescale_detections(merge_flip(decoded, geometry.out_hw[1]), geometry), test),
+            "postprocess": lambda: finalise(
+                rescale_detections(merge_flip(decoded, geometry.out_hw[1]), geometry), test
+            ),
             "postprocess_worst": lambda: finalise(
                 rescale_detections(merge_flip(decoded_worst, geometry.out_hw[1]), geometry), test
             ),
@@ -165,56 +178,93 @@ def bench_pipeline(name: str, config_path: str, image_hw, repeats: int) -> dict:
         # the same with the worst-case post-processing in place of the measured one
         "decode_plus_post_share_worst": (stages["decode"] + stages["postprocess_worst"])
         / (stages["total"] - stages["postprocess"] + stages["postprocess_worst"]),
-        "unaccounted_ms": ms["total"] - (ms["preprocess"] + ms["network"] + ms["decode"] + ms["postprocess"]),
+        "unaccounted_ms": ms["total"]
+        - (ms["preprocess"] + ms["network"] + ms["decode"] + ms["postprocess"]),
     }
 
 
 def print_table(result: dict) -> None:
     d = result["decode"]
-    print(f"\ndecode alone ({d['classes']} classes, {d['map'][0]}x{d['map'][1]} map, K={d['K']}, "
-          f"top {d['num_dets']} pairs): {d['batch1_ms']:.2f} ms for 1 image, "
-          f"{d['batch2_ms']:.2f} ms for image + mirror ({d['batch2_ms_per_image']:.2f} ms per view)")
+    print(
+        f"\ndecode alone ({d['classes']} classes, {d['map'][0]}x{d['map'][1]} map, K={d['K']}, "
+        f"top {d['num_dets']} pairs): {d['batch1_ms']:.2f} ms for 1 image, "
+        f"{d['batch2_ms']:.2f} ms for image + mirror ({d['batch2_ms_per_image']:.2f} ms per view)"
+    )
     print("\nfull test procedure, single scale + flip, random weights (medians, ms)")
     cols = ("preprocess", "network", "decode", "postprocess", "total")
-    print(f"{'model':<8} {'image':>9} " + " ".join(f"{c:>11}" for c in cols)
-          + f" {'decode+post':>12} {'worst case':>11}")
+    print(
+        f"{'model':<8} {'image':>9} "
+        + " ".join(f"{c:>11}" for c in cols)
+        + f" {'decode+post':>12} {'worst case':>11}"
+    )
     for p in result["pipelines"]:
         image = "x".join(map(str, p["image_hw"]))
-        print(f"{p['name']:<8} {image:>9} " + " ".join(f"{p['ms'][c]:>11.1f}" for c in cols)
-              + f" {p['decode_plus_post_share'] * 100:>11.2f}% {p['decode_plus_post_share_worst'] * 100:>10.2f}%")
+        print(
+            f"{p['name']:<8} {image:>9} "
+            + " ".join(f"{p['ms'][c]:>11.1f}" for c in cols)
+            + f" {p['decode_plus_post_share'] * 100:>11.2f}% {p['decode_plus_post_share_worst'] * 100:>10.2f}%"
+        )
     for p in result["pipelines"]:
-        print(f"  {p['name']}: {p['parameters']:,} parameters; {p['rows_into_soft_nms']} rows into soft-NMS "
-              f"(worst case: {p['rows_into_soft_nms_worst']} rows in {WORST_CASE_CLASSES} classes, post-processing "
-              f"{p['ms']['postprocess_worst']:.1f} ms); {p['unaccounted_ms']:.1f} ms of the total outside "
-              "the timed stages (flip copy, array conversions)")
+        print(
+            f"  {p['name']}: {p['parameters']:,} parameters; {p['rows_into_soft_nms']} rows into soft-NMS "
+            f"(worst case: {p['rows_into_soft_nms_worst']} rows in {WORST_CASE_CLASSES} classes, post-processing "
+            f"{p['ms']['postprocess_worst']:.1f} ms); {p['unaccounted_ms']:.1f} ms of the total outside "
+            "the timed stages (flip copy, array conversions)"
+        )
     goal = result.get("goal")
     if goal:
-        print(f"\ngoal: decode + post-processing < {goal['limit'] * 100:.0f}% of the HG-104 test time: "
-              f"{goal['share'] * 100:.2f}% -> {'met' if goal['met'] else 'MISSED'}")
+        print(
+            f"\ngoal: decode + post-processing < {goal['limit'] * 100:.0f}% of the HG-104 test time: "
+            f"{goal['share'] * 100:.2f}% -> {'met' if goal['met'] else 'MISSED'}"
+        )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds for decode and the tiny model")
-    parser.add_argument("--hg104-repeats", type=int, default=3, help="timed repeats for HG-104 (~5 s a pass)")
-    parser.add_argument("--skip-hg104", action="store_true", help="time only decode and the tiny config")
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed rounds for decode and the tiny model"
+    )
+    parser.add_argument(
+        "--hg104-repeats", type=int, default=3, help="timed repeats for HG-104 (~5 s a pass)"
+    )
+    parser.add_argument(
+        "--skip-hg104", action="store_true", help="time only decode and the tiny config"
+    )
     parser.add_argument("--json", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
 
     result = {
         "benchmark": "inference",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__,
-                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "tensorflow": tf.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+        },
         "decode": bench_decode(args.repeats),
-        "pipelines": [bench_pipeline("tiny", os.path.join(ROOT, "configs", "cornernet_tiny.yaml"), (192, 192),
-                                     args.repeats)],
+        "pipelines": [
+            bench_pipeline(
+                "tiny",
+                os.path.join(ROOT, "configs", "cornernet_tiny.yaml"),
+                (192, 192),
+                args.repeats,
+            )
+        ],
     }
     if not args.skip_hg104:
-        hg = bench_pipeline("hg104", os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml"), (511, 511),
-                            args.hg104_repeats)
+        hg = bench_pipeline(
+            "hg104",
+            os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml"),
+            (511, 511),
+            args.hg104_repeats,
+        )
         result["pipelines"].append(hg)
         share = max(hg["decode_plus_post_share"], hg["decode_plus_post_share_worst"])
-        result["goal"] = {"limit": GOAL_SHARE_HG104, "share": share, "met": share < GOAL_SHARE_HG104}
+        result["goal"] = {
+            "limit": GOAL_SHARE_HG104,
+            "share": share,
+            "met": share < GOAL_SHARE_HG104,
+        }
     print_table(result)
     text = json.dumps(result, indent=1)
     print(text)

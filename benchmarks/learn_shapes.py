@@ -4,7 +4,8 @@ Generates a shapes dataset (train split + a held-out split with other images), t
 ``configs/cornernet_tiny_learn.yaml`` (the tiny model with a 15-minute schedule) with
 ``cornernet_tf.training.fit.train`` (Adam, the config's schedule, full augmentation) for at most
 ``--minutes`` of wall time on this machine, then runs the official test procedure (flip, soft-NMS,
-the config's scales) on the held-out split and reports COCO AP / AP50. The goal on a 2-core CPU within 15 minutes is AP >= 0.60 and AP50 >= 0.85.
+the config's scales) on the held-out split and reports COCO AP / AP50. The goal on a 2-core CPU
+within 15 minutes is AP >= 0.60 and AP50 >= 0.85.
 
 Then it says where the remaining error is (``--no-analysis`` skips it): AP with ground-truth
 heatmaps, and with ground-truth heatmaps and offsets (the paper's error analysis, Table 6), and
@@ -48,7 +49,9 @@ def make_data(out: str, num_train: int, num_val: int, seed: int, size: int) -> d
     }
     if not os.path.exists(marker):
         shutil.rmtree(out, ignore_errors=True)
-        generate_shapes(out, seed=seed, size=(size, size), splits={"train": num_train, "heldout": num_val})
+        generate_shapes(
+            out, seed=seed, size=(size, size), splits={"train": num_train, "heldout": num_val}
+        )
         open(marker, "w").close()
     return paths
 
@@ -69,20 +72,27 @@ def embedding_statistics(model, config) -> dict:
     threshold = config.test.ae_threshold
     width = config.data.output_hw[1]
     own, other = [], []
-    for images, targets in build_dataset(config.data, False, batch_size=8, model_config=config.model):
+    for images, targets in build_dataset(
+        config.data, False, batch_size=8, model_config=config.model
+    ):
         outputs = model(images, training=False, stacks="last")
         tl = gather_feat(outputs["tl_tag"][-1], targets["tl_tag"])[..., 0].numpy()
         br = gather_feat(outputs["br_tag"][-1], targets["br_tag"])[..., 0].numpy()
         mask = targets["tag_mask"].numpy() > 0
         tl_ind, br_ind = targets["tl_tag"].numpy(), targets["br_tag"].numpy()
-        classes = np.argmax(targets["tl_heatmap"].numpy().reshape(len(mask), -1, config.model.num_classes), -1)
+        classes = np.argmax(
+            targets["tl_heatmap"].numpy().reshape(len(mask), -1, config.model.num_classes), -1
+        )
         for b in range(len(mask)):
             idx = np.flatnonzero(mask[b])
             cls = classes[b][tl_ind[b, idx]]
             for a, k in enumerate(idx):
                 own.append(abs(tl[b, k] - br[b, k]))
                 for c, j in enumerate(idx):
-                    (tl_y, tl_x), (br_y, br_x) = divmod(tl_ind[b, k], width), divmod(br_ind[b, j], width)
+                    (tl_y, tl_x), (br_y, br_x) = (
+                        divmod(tl_ind[b, k], width),
+                        divmod(br_ind[b, j], width),
+                    )
                     below_right = br_x >= tl_x and br_y >= tl_y
                     if j != k and cls[a] == cls[c] and below_right:
                         other.append(abs(tl[b, k] - br[b, j]))
@@ -92,32 +102,48 @@ def embedding_statistics(model, config) -> dict:
         "true_pairs_rejected": round(float((own > threshold).mean()), 4),
         "median_own_distance": round(float(np.median(own)), 4),
         "wrong_same_class_pairs": int(len(other)),
-        "wrong_pairs_accepted": round(float((other <= threshold).mean()), 4) if len(other) else None,
+        "wrong_pairs_accepted": round(float((other <= threshold).mean()), 4)
+        if len(other)
+        else None,
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=os.path.join(HERE, "..", "configs", "cornernet_tiny_learn.yaml"))
+    parser.add_argument(
+        "--config", default=os.path.join(HERE, "..", "configs", "cornernet_tiny_learn.yaml")
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget for training")
+    parser.add_argument(
+        "--minutes", type=float, default=15.0, help="wall-clock budget for training"
+    )
     parser.add_argument("--num-train", type=int, default=2000)
     parser.add_argument("--num-val", type=int, default=200, help="held-out images for the final AP")
     parser.add_argument("--image-size", type=int, default=192, help="side of the generated images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "cornernet_learn_shapes"),
-                        help="data and work directory (the loss-curve PNG is copied next to this file)")
-    parser.add_argument("--keep-workdir", action="store_true", help="resume from an earlier run in --out")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(tempfile.gettempdir(), "cornernet_learn_shapes"),
+        help="data and work directory (the loss-curve PNG is copied next to this file)",
+    )
+    parser.add_argument(
+        "--keep-workdir", action="store_true", help="resume from an earlier run in --out"
+    )
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--no-analysis", action="store_true",
-                        help="skip the error analysis (ground-truth heatmaps/offsets, embedding statistics)")
+    parser.add_argument(
+        "--no-analysis",
+        action="store_true",
+        help="skip the error analysis (ground-truth heatmaps/offsets, embedding statistics)",
+    )
     args = parser.parse_args(argv)
 
     from cornernet_tf.config import load_config
     from cornernet_tf.eval.runner import evaluate
     from cornernet_tf.training.fit import train
 
-    paths = make_data(os.path.join(args.out, "shapes"), args.num_train, args.num_val, args.seed, args.image_size)
+    paths = make_data(
+        os.path.join(args.out, "shapes"), args.num_train, args.num_val, args.seed, args.image_size
+    )
     (train_json, train_dir), (val_json, val_dir) = paths["train"], paths["heldout"]
     overrides = [
         f"data.train_annotations={train_json}",
@@ -134,7 +160,13 @@ def main(argv=None) -> int:
 
     load_before = load_average()
     start = time.perf_counter()
-    result = train(config, workdir, progress=not args.no_progress, max_seconds=args.minutes * 60, return_model=True)
+    result = train(
+        config,
+        workdir,
+        progress=not args.no_progress,
+        max_seconds=args.minutes * 60,
+        return_model=True,
+    )
     train_seconds = time.perf_counter() - start
     load_after = load_average()
 
@@ -154,9 +186,15 @@ def main(argv=None) -> int:
         # Where the remaining error is (the paper's Table 6 method): AP with ground-truth heatmaps,
         # then also ground-truth offsets; the embeddings stay predicted.
         for oracle in ("heatmaps", "heatmaps+offsets"):
-            m = evaluate(model, config, annotations=val_json, images=val_dir, progress=False, oracle=oracle)
-            analysis[f"oracle_{oracle}"] = {k: round(m[k], 4) for k in ("AP", "AP50", "AP75", "AR100")}
-        analysis["embeddings"] = embedding_statistics(model, config)  # config's val data = held-out split
+            m = evaluate(
+                model, config, annotations=val_json, images=val_dir, progress=False, oracle=oracle
+            )
+            analysis[f"oracle_{oracle}"] = {
+                k: round(m[k], 4) for k in ("AP", "AP50", "AP75", "AR100")
+            }
+        analysis["embeddings"] = embedding_statistics(
+            model, config
+        )  # config's val data = held-out split
 
     curves = os.path.join(HERE, "learn_shapes_curves.png")
     if os.path.exists(result.paths.curves):
@@ -172,7 +210,9 @@ def main(argv=None) -> int:
         "steps": result.final_step,
         "max_steps": config.train.max_steps,
         "train_minutes": round(train_seconds / 60, 2),
-        "seconds_per_step": round(train_seconds / max(result.final_step - result.resumed_from_step, 1), 3),
+        "seconds_per_step": round(
+            train_seconds / max(result.final_step - result.resumed_from_step, 1), 3
+        ),
         "eval_seconds": round(eval_seconds, 1),
         "AP": round(metrics["AP"], 4),
         "AP50": round(metrics["AP50"], 4),
@@ -191,8 +231,11 @@ def main(argv=None) -> int:
     }
     print(json.dumps(report, indent=2))
     rows = [
-        ("steps (batch %d)" % report["batch_size"], f"{report['steps']} / {report['max_steps']}"),
-        ("training time", f"{report['train_minutes']:.1f} min ({report['seconds_per_step']:.2f} s/step)"),
+        (f"steps (batch {report['batch_size']})", f"{report['steps']} / {report['max_steps']}"),
+        (
+            "training time",
+            f"{report['train_minutes']:.1f} min ({report['seconds_per_step']:.2f} s/step)",
+        ),
         ("held-out AP", f"{report['AP']:.3f} (goal 0.60)"),
         ("held-out AP50", f"{report['AP50']:.3f} (goal 0.85)"),
         ("held-out AP75", f"{report['AP75']:.3f}"),

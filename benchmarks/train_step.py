@@ -27,9 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
 
 from cornernet_tf.config import load_config  # noqa: E402
 from cornernet_tf.targets import encode_targets  # noqa: E402
@@ -61,9 +61,17 @@ def synthetic_dataset(config, batch: int, seed: int = 0) -> tf.data.Dataset:
         k = int(rng.integers(1, 7))
         x1 = rng.uniform(0, width * 0.6, k)
         y1 = rng.uniform(0, height * 0.6, k)
-        boxes = np.stack([x1, y1, x1 + rng.uniform(8, width * 0.4, k), y1 + rng.uniform(8, height * 0.4, k)], 1)
-        t = encode_targets(boxes, rng.integers(0, config.model.num_classes, k), (height, width), (out_h, out_w),
-                           config.model.num_classes, max_objects=config.data.max_objects)
+        boxes = np.stack(
+            [x1, y1, x1 + rng.uniform(8, width * 0.4, k), y1 + rng.uniform(8, height * 0.4, k)], 1
+        )
+        t = encode_targets(
+            boxes,
+            rng.integers(0, config.model.num_classes, k),
+            (height, width),
+            (out_h, out_w),
+            config.model.num_classes,
+            max_objects=config.data.max_objects,
+        )
         encoded.append(t)
     targets = {key: tf.stack([t[key] for t in encoded]) for key in encoded[0]}
     return tf.data.Dataset.from_tensors((images, targets)).repeat()
@@ -74,9 +82,14 @@ def time_case(config_path: str, batch: int, steps: int, warmup: int, overrides=(
     keras.utils.set_random_seed(0)
     model = build_and_compile(config, tf.distribute.get_strategy())
     timer = StepTimer()
-    model.fit(synthetic_dataset(config, batch), epochs=1, steps_per_epoch=1 + warmup + steps,
-              callbacks=[timer], verbose=0)
-    timed = timer.times[1 + warmup:]
+    model.fit(
+        synthetic_dataset(config, batch),
+        epochs=1,
+        steps_per_epoch=1 + warmup + steps,
+        callbacks=[timer],
+        verbose=0,
+    )
+    timed = timer.times[1 + warmup :]
     return {
         "config": os.path.relpath(config_path, ROOT),
         "batch": batch,
@@ -105,7 +118,10 @@ def main(argv=None) -> int:
 
     # Same case without the non-finite check (its cost = the ratio of the two medians).
     original = train_steps._guard_finite
-    train_steps._guard_finite = lambda model, loss, outputs, gradients, terms, targets: (gradients, tf.identity(loss))
+    train_steps._guard_finite = lambda model, loss, outputs, gradients, terms, targets: (
+        gradients,
+        tf.identity(loss),
+    )
     try:
         results["tiny_b8_no_check"] = time_case(tiny, 8, args.steps, args.warmup)
     finally:
@@ -121,14 +137,21 @@ def main(argv=None) -> int:
         "keras": keras.__version__,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "results": results,
-        "check_overhead_ratio": round(results["tiny_b8"]["median_s"] / results["tiny_b8_no_check"]["median_s"], 3),
+        "check_overhead_ratio": round(
+            results["tiny_b8"]["median_s"] / results["tiny_b8_no_check"]["median_s"], 3
+        ),
     }
     print(json.dumps(report, indent=2))
-    print(f"\n{'case':<18} {'input':>9} {'batch':>5} {'params':>12} {'first step':>11} {'median':>9} {'min':>9} {'img/s':>7}")
+    print(
+        f"\n{'case':<18} {'input':>9} {'batch':>5} {'params':>12} "
+        f"{'first step':>11} {'median':>9} {'min':>9} {'img/s':>7}"
+    )
     for name, r in results.items():
         size = "x".join(str(v) for v in r["input_size"])
-        print(f"{name:<18} {size:>9} {r['batch']:>5} {r['parameters']:>12,} {r['first_step_s']:>10.1f}s "
-              f"{r['median_s']:>8.3f}s {r['min_s']:>8.3f}s {r['images_per_s']:>7.2f}")
+        print(
+            f"{name:<18} {size:>9} {r['batch']:>5} {r['parameters']:>12,} {r['first_step_s']:>10.1f}s "
+            f"{r['median_s']:>8.3f}s {r['min_s']:>8.3f}s {r['images_per_s']:>7.2f}"
+        )
     print(f"non-finite check overhead (tiny, median ratio): {report['check_overhead_ratio']:.3f}")
     print(f"load average (1 min) before/after: {report['load_average_1min']}")
     return 0

@@ -1,7 +1,7 @@
 """Typed configuration: dataclasses loaded from YAML with ``--set a.b=c`` overrides.
 
 Every number that comes from the paper or the official code has its single home here as a
-default (see SPEC.md); YAML files under ``configs/`` only state what differs. Unknown keys
+default (see docs/method.md); YAML files under ``configs/`` only state what differs. Unknown keys
 and values of the wrong type are errors that name the key and the file, because a typo in a
 config should never silently train the wrong model.
 """
@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 
@@ -44,7 +44,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """The network. Defaults are CornerNet511 (Hourglass-104, SPEC.md section 2)."""
+    """The network. Defaults are CornerNet511 (Hourglass-104, docs/method.md §2)."""
 
     num_classes: int = 80
     backbone: str = "hourglass"  # hourglass | squeeze (CornerNet-Lite style, for TFLite)
@@ -54,7 +54,7 @@ class ModelConfig:
     stem_dims: list[int] = field(default_factory=lambda: [128, 256])
     cnv_dim: int = 256
     pool_dim: int = 128
-    head_dim: Optional[int] = None  # None = dims[0], as the official heads use
+    head_dim: int | None = None  # None = dims[0], as the official heads use
     corner_pool_impl: str = "auto"  # auto | native | tf | scan
     heat_bias_init: float = -2.19  # focal-loss prior, -log((1 - 0.1) / 0.1)
     bn_epsilon: float = 1e-5  # torch default; Keras' 1e-3 would break weight parity
@@ -70,14 +70,18 @@ class ModelConfig:
         )
         for name in ("dims", "modules", "stem_dims"):
             for v in getattr(self, name):
-                _check(v >= 1, f"{where}.{name} must hold positive values, got {getattr(self, name)}")
+                _check(
+                    v >= 1, f"{where}.{name} must hold positive values, got {getattr(self, name)}"
+                )
         _check(len(self.stem_dims) == 2, f"{where}.stem_dims must be [conv7x7_out, residual_out]")
         _check(
             self.stem_dims[-1] == self.dims[0],
             f"{where}.stem_dims[-1] ({self.stem_dims[-1]}) must equal dims[0] ({self.dims[0]})",
         )
         for name in ("cnv_dim", "pool_dim"):
-            _check(getattr(self, name) >= 1, f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+            _check(
+                getattr(self, name) >= 1, f"{where}.{name} must be >= 1, got {getattr(self, name)}"
+            )
         _check(
             self.head_dim is None or self.head_dim >= 1,
             f"{where}.head_dim must be >= 1 or null, got {self.head_dim}",
@@ -103,27 +107,27 @@ class ModelConfig:
 
     @property
     def stride_multiple(self) -> int:
-        """Input sizes must make the reduced map divisible by 2**n (SPEC.md)."""
+        """Input sizes must make the reduced map divisible by 2**n (docs/method.md §2)."""
         return self.output_stride * 2**self.depth
 
 
 @dataclass
 class DataConfig:
-    """Datasets, augmentation and target encoding (SPEC.md sections 3-4)."""
+    """Datasets, augmentation and target encoding (docs/method.md §3-4)."""
 
-    train_annotations: Optional[str] = None  # COCO JSON
-    train_images: Optional[str] = None  # image folder
-    val_annotations: Optional[str] = None
-    val_images: Optional[str] = None
-    tfds_name: Optional[str] = None  # e.g. coco/2017
+    train_annotations: str | None = None  # COCO JSON
+    train_images: str | None = None  # image folder
+    val_annotations: str | None = None
+    val_images: str | None = None
+    tfds_name: str | None = None  # e.g. coco/2017
     tfds_train_split: str = "train"
     tfds_val_split: str = "validation"
-    tfds_data_dir: Optional[str] = None
-    train_tfrecords: Optional[str] = None  # glob of shards
-    val_tfrecords: Optional[str] = None
-    class_names: Optional[list[str]] = None  # filled from the dataset when null
+    tfds_data_dir: str | None = None
+    train_tfrecords: str | None = None  # glob of shards
+    val_tfrecords: str | None = None
+    class_names: list[str] | None = None  # filled from the dataset when null
     input_size: list[int] = field(default_factory=lambda: [511, 511])  # (height, width)
-    output_size: Optional[list[int]] = None  # None = (input + 1) // 4 per axis
+    output_size: list[int] | None = None  # None = (input + 1) // 4 per axis
     max_objects: int = 128
     gaussian_iou: float = 0.3
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)
@@ -143,17 +147,22 @@ class DataConfig:
     shuffle_buffer: int = 512
     num_parallel_calls: int = -1  # -1 = tf.data.AUTOTUNE
     deterministic: bool = False
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def validate(self, where: str = "data") -> None:
         _check(len(self.input_size) == 2, f"{where}.input_size must be [height, width]")
-        _check(min(self.input_size) >= 1, f"{where}.input_size must be positive, got {self.input_size}")
+        _check(
+            min(self.input_size) >= 1, f"{where}.input_size must be positive, got {self.input_size}"
+        )
         _check(
             self.output_size is None or (len(self.output_size) == 2 and min(self.output_size) >= 1),
             f"{where}.output_size must be null or [height, width] > 0, got {self.output_size}",
         )
         _check(self.max_objects >= 1, f"{where}.max_objects must be >= 1, got {self.max_objects}")
-        _check(0.0 < self.gaussian_iou < 1.0, f"{where}.gaussian_iou must be in (0, 1), got {self.gaussian_iou}")
+        _check(
+            0.0 < self.gaussian_iou < 1.0,
+            f"{where}.gaussian_iou must be in (0, 1), got {self.gaussian_iou}",
+        )
         _check(
             self.radius_mode in ("object", "fixed", "none"),
             f"{where}.radius_mode must be object|fixed|none, got {self.radius_mode!r}",
@@ -171,7 +180,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and distribution (SPEC.md section 4; official recipe as defaults)."""
+    """Optimisation and distribution (docs/method.md §4; official recipe as defaults)."""
 
     batch_size: int = 49  # global batch
     max_steps: int = 500_000
@@ -181,24 +190,28 @@ class TrainConfig:
     scale_lr_with_replicas: bool = False  # linear rule relative to base_batch_size when true
     base_batch_size: int = 49
     strategy: str = "auto"  # auto | default | mirrored | multi_worker | tpu
-    mixed_precision: Optional[str] = None  # mixed_float16 | mixed_bfloat16
+    mixed_precision: str | None = None  # mixed_float16 | mixed_bfloat16
     jit_compile: bool = False
     focal_weight: float = 1.0
     pull_weight: float = 0.1
     push_weight: float = 0.1
     regr_weight: float = 1.0
     steps_per_epoch: int = 1000  # granularity of callbacks (checkpoints, logs, validation)
-    validation_steps: Optional[int] = None
+    validation_steps: int | None = None
     val_every_epochs: int = 1
     val_ap_images: int = 200  # COCO AP on this many validation images at each validation; 0 = off
     checkpoint_every_epochs: int = 1
-    backup_every_steps: int = 0  # fault-tolerance backup (weights + optimizer) period; 0 = each epoch
+    backup_every_steps: int = (
+        0  # fault-tolerance backup (weights + optimizer) period; 0 = each epoch
+    )
     seed: int = 0
 
     def validate(self, where: str = "train") -> None:
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
         _check(self.max_steps >= 1, f"{where}.max_steps must be >= 1, got {self.max_steps}")
-        _check(self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}")
+        _check(
+            self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}"
+        )
         _check(
             self.strategy in ("auto", "default", "mirrored", "multi_worker", "tpu"),
             f"{where}.strategy must be auto|default|mirrored|multi_worker|tpu, got {self.strategy!r}",
@@ -208,13 +221,18 @@ class TrainConfig:
             f"{where}.mixed_precision must be null|mixed_float16|mixed_bfloat16, got {self.mixed_precision!r}",
         )
         _check(self.steps_per_epoch >= 1, f"{where}.steps_per_epoch must be >= 1")
-        _check(self.val_ap_images >= 0, f"{where}.val_ap_images must be >= 0, got {self.val_ap_images}")
-        _check(self.backup_every_steps >= 0, f"{where}.backup_every_steps must be >= 0, got {self.backup_every_steps}")
+        _check(
+            self.val_ap_images >= 0, f"{where}.val_ap_images must be >= 0, got {self.val_ap_images}"
+        )
+        _check(
+            self.backup_every_steps >= 0,
+            f"{where}.backup_every_steps must be >= 0, got {self.backup_every_steps}",
+        )
 
 
 @dataclass
 class TestConfig:
-    """The official test procedure (SPEC.md section 5, golden/README.md 'Test')."""
+    """The official test procedure (docs/method.md §5, §8 "Test")."""
 
     __test__ = False  # not a pytest class
 
@@ -233,9 +251,15 @@ class TestConfig:
     weight_exp: float = 8.0
 
     def validate(self, where: str = "test") -> None:
-        _check(len(self.scales) >= 1 and min(self.scales) > 0, f"{where}.scales must be positive, got {self.scales}")
+        _check(
+            len(self.scales) >= 1 and min(self.scales) > 0,
+            f"{where}.scales must be positive, got {self.scales}",
+        )
         _check(self.top_k >= 1, f"{where}.top_k must be >= 1")
-        _check(self.nms_kernel >= 1 and self.nms_kernel % 2 == 1, f"{where}.nms_kernel must be odd, got {self.nms_kernel}")
+        _check(
+            self.nms_kernel >= 1 and self.nms_kernel % 2 == 1,
+            f"{where}.nms_kernel must be odd, got {self.nms_kernel}",
+        )
         _check(
             self.nms_algorithm in ("exp", "linear", "hard"),
             f"{where}.nms_algorithm must be exp|linear|hard, got {self.nms_algorithm!r}",
@@ -270,7 +294,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     name: str = "cornernet"
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         for section in ("model", "data", "train", "test", "export"):
             getattr(self, section).validate(section)
         return self
@@ -309,7 +333,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _coerce(value, arg, key, source)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{source}: {key} has an invalid value {value!r}")
+        raise ConfigError(
+            errors[0] if errors else f"{source}: {key} has an invalid value {value!r}"
+        )
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
@@ -384,7 +410,9 @@ def _read_yaml(path: str, _children: tuple = ()) -> dict:
     if not os.path.exists(path):
         raise ConfigError(f"config file not found: {path}")
     if os.path.realpath(path) in _children:
-        raise ConfigError(f"{path}: circular 'base:' chain ({' -> '.join(_children + (os.path.realpath(path),))})")
+        raise ConfigError(
+            f"{path}: circular 'base:' chain ({' -> '.join(_children + (os.path.realpath(path),))})"
+        )
     with open(path, encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
@@ -407,13 +435,15 @@ def _read_yaml(path: str, _children: tuple = ()) -> dict:
 def _deep_merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for k, v in update.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
 def load_config(
-    source: Union[str, os.PathLike, dict, Config, None] = None,
-    overrides: Optional[list[str]] = None,
+    source: str | os.PathLike | dict | Config | None = None,
+    overrides: list[str] | None = None,
 ) -> Config:
     """Load a :class:`Config` from a YAML path, a dict or a Config, then apply ``a.b=c`` overrides."""
     if isinstance(source, Config) and not overrides:
@@ -436,7 +466,7 @@ def load_config(
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def load_model_config(source: Union[str, os.PathLike, dict, ModelConfig, Config]) -> ModelConfig:
+def load_model_config(source: str | os.PathLike | dict | ModelConfig | Config) -> ModelConfig:
     """Accept a ModelConfig, a dict of its fields, a full Config, or a YAML path."""
     if isinstance(source, ModelConfig):
         source.validate()

@@ -8,7 +8,7 @@ or a :class:`WeightMismatchError` lists what is missing, extra or mis-shaped.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -65,7 +65,9 @@ def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
             continue
         value = _transform(weights[key], kind)
         if tuple(value.shape) != tuple(variable.shape):
-            wrong_shape.append(f"{key} {tuple(weights[key].shape)} -> model {tuple(variable.shape)}")
+            wrong_shape.append(
+                f"{key} {tuple(weights[key].shape)} -> model {tuple(variable.shape)}"
+            )
         else:
             converted.append((variable, value))
     if missing or unexpected or wrong_shape:
@@ -77,7 +79,8 @@ def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
         if wrong_shape:
             parts.append(_listing("wrong shape", wrong_shape))
         raise WeightMismatchError(
-            "the checkpoint does not match the model configuration; nothing was loaded.\n  " + "\n  ".join(parts)
+            "the checkpoint does not match the model configuration; nothing was loaded.\n  "
+            + "\n  ".join(parts)
         )
     for variable, value in converted:
         variable.assign(value.astype(variable.dtype))
@@ -101,5 +104,11 @@ def read_official_checkpoint(path: str) -> dict:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightMismatchError(f"{path}: expected a state_dict (mapping of names to tensors), got {type(state)}")
-    return {key: value.detach().cpu().numpy() for key, value in state.items() if hasattr(value, "detach")}
+        raise WeightMismatchError(
+            f"{path}: expected a state_dict (mapping of names to tensors), got {type(state)}"
+        )
+    return {
+        key: value.detach().cpu().numpy()
+        for key, value in state.items()
+        if hasattr(value, "detach")
+    }

@@ -1,4 +1,4 @@
-"""Corner heatmaps → scored boxes: the official ``_decode`` (SPEC.md section 5) in pure TF.
+"""Corner heatmaps → scored boxes: the official ``_decode`` (docs/method.md §5) in pure TF.
 
 Everything here is a plain TF op on batched NHWC tensors with static ``K`` and ``num_dets``, so the
 same function runs eagerly, in a ``tf.function`` with unknown H/W, under XLA and inside a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# Official test settings (SPEC.md section 5; config.TestConfig holds the same defaults).
+# Official test settings (docs/method.md §5; config.TestConfig holds the same defaults).
 DEFAULT_K = 100
 DEFAULT_KERNEL = 3
 DEFAULT_AE_THRESHOLD = 0.5
@@ -99,7 +99,7 @@ def decode(
     num_dets = int(num_dets)
     if K < 1 or num_dets < 1:
         raise ValueError(f"decode: K and num_dets must be >= 1, got K={K}, num_dets={num_dets}")
-    # Decoding stays float32 under mixed precision (SPEC.md section 7).
+    # Decoding stays float32 under mixed precision (docs/method.md §7).
     dtype = tf.float32
     tl_heat = tf.cast(tl_heat, dtype)
     batch = tf.shape(tl_heat)[0]
@@ -153,8 +153,11 @@ def decode(
     dets = tf.gather(pairs, order, axis=1, batch_dims=1)
     if n < num_dets:
         filler = tf.concat(
-            [tf.zeros([batch, num_dets - n, 4], dtype), tf.fill([batch, num_dets - n, 1], tf.constant(REJECTED_SCORE, dtype)),
-             tf.zeros([batch, num_dets - n, 3], dtype)],
+            [
+                tf.zeros([batch, num_dets - n, 4], dtype),
+                tf.fill([batch, num_dets - n, 1], tf.constant(REJECTED_SCORE, dtype)),
+                tf.zeros([batch, num_dets - n, 3], dtype),
+            ],
             axis=-1,
         )
         dets = tf.concat([dets, filler], axis=1)
@@ -164,5 +167,8 @@ def decode(
 def decode_outputs(outputs: dict, **kwargs) -> tf.Tensor:
     """:func:`decode` on the last stack of a model's output dict (lists of per-stack maps)."""
     names = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
-    maps = [outputs[name][-1] if isinstance(outputs[name], (list, tuple)) else outputs[name] for name in names]
+    maps = [
+        outputs[name][-1] if isinstance(outputs[name], (list, tuple)) else outputs[name]
+        for name in names
+    ]
     return decode(*maps, **kwargs)

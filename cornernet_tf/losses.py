@@ -1,4 +1,4 @@
-"""CornerNet training losses (SPEC.md section 3), normalised exactly as the official ``AELoss``.
+"""CornerNet training losses (docs/method.md §3), normalised exactly as the official ``AELoss``.
 
 * focal: the penalty-reduced focal loss on corner heatmaps (alpha 2, beta 4) with the official
   clamp of the sigmoid to [1e-4, 1 - 1e-4], normalised by the positives of the whole batch;
@@ -9,12 +9,12 @@
 Everything is vectorised over the batch with masks (no Python loop over images; the only loop
 is over the few hourglass stacks) and computed in float32 whatever the model's dtype, so mixed
 precision training gets float32 losses. Unlike the official ``_ae_loss`` a batch of one works.
-The constants below are those of the official code (golden/README.md, "Loss normalisations").
+The constants below are those of the official code (docs/method.md §8, "Loss normalisations").
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -71,7 +71,9 @@ def focal_loss(heat_logits: tf.Tensor, gt_heatmap: tf.Tensor) -> tf.Tensor:
     pos = tf.cast(tf.equal(gt, 1.0), tf.float32)
     neg = tf.cast(tf.less(gt, 1.0), tf.float32)
     pos_loss = tf.math.log(p) * _int_power(1.0 - p, FOCAL_ALPHA) * pos
-    neg_loss = tf.math.log(1.0 - p) * _int_power(p, FOCAL_ALPHA) * _int_power(1.0 - gt, FOCAL_BETA) * neg
+    neg_loss = (
+        tf.math.log(1.0 - p) * _int_power(p, FOCAL_ALPHA) * _int_power(1.0 - gt, FOCAL_BETA) * neg
+    )
     num_pos = tf.reduce_sum(pos)
     return -(tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / tf.maximum(num_pos, 1.0)
 
@@ -79,9 +81,13 @@ def focal_loss(heat_logits: tf.Tensor, gt_heatmap: tf.Tensor) -> tf.Tensor:
 def _tags(tag: tf.Tensor) -> tf.Tensor:
     tag = _f32(tag)
     if tag.shape.rank == 3:
-        tag = tag[:, :, 0]  # [B, M, 1] -> [B, M]; never squeeze the batch axis (official bug at B=1)
+        tag = tag[
+            :, :, 0
+        ]  # [B, M, 1] -> [B, M]; never squeeze the batch axis (official bug at B=1)
     if tag.shape.rank != 2:
-        raise ValueError(f"ae_loss: tags must be [B, max_objects, 1] or [B, max_objects], got {tag.shape}")
+        raise ValueError(
+            f"ae_loss: tags must be [B, max_objects, 1] or [B, max_objects], got {tag.shape}"
+        )
     return tag
 
 
@@ -133,15 +139,22 @@ def gather_feat(feature_map: tf.Tensor, inds: tf.Tensor) -> tf.Tensor:
     return tf.gather(flat, inds, batch_dims=1)
 
 
-def split_stacks(outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]]) -> dict[str, list]:
+def split_stacks(outputs: Mapping[str, tf.Tensor | Sequence[tf.Tensor]]) -> dict[str, list]:
     """The six output maps as one list per key (one entry per stack), checked for completeness."""
     missing = [k for k in _OUTPUT_KEYS if k not in outputs]
     if missing:
-        raise KeyError(f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(_OUTPUT_KEYS)})")
-    stacks = {k: list(outputs[k]) if isinstance(outputs[k], (list, tuple)) else [outputs[k]] for k in _OUTPUT_KEYS}
+        raise KeyError(
+            f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(_OUTPUT_KEYS)})"
+        )
+    stacks = {
+        k: list(outputs[k]) if isinstance(outputs[k], (list, tuple)) else [outputs[k]]
+        for k in _OUTPUT_KEYS
+    }
     counts = {k: len(v) for k, v in stacks.items()}
     if len(set(counts.values())) != 1 or counts["tl_heat"] == 0:
-        raise ValueError(f"cornernet_loss: every output needs one map per stack, got counts {counts}")
+        raise ValueError(
+            f"cornernet_loss: every output needs one map per stack, got counts {counts}"
+        )
     return stacks
 
 
@@ -149,7 +162,7 @@ class UnknownLossTermError(KeyError, ValueError):
     """A loss weight for a term that does not exist (a KeyError for lookups, a ValueError for configs)."""
 
 
-def resolve_loss_weights(weights: Optional[Mapping[str, float]] = None) -> dict[str, float]:
+def resolve_loss_weights(weights: Mapping[str, float] | None = None) -> dict[str, float]:
     """focal/pull/push/regr weights with the official defaults for the missing ones."""
     resolved = dict(DEFAULT_WEIGHTS)
     if weights:
@@ -163,9 +176,9 @@ def resolve_loss_weights(weights: Optional[Mapping[str, float]] = None) -> dict[
 
 
 def cornernet_loss(
-    outputs: Mapping[str, Union[tf.Tensor, Sequence[tf.Tensor]]],
+    outputs: Mapping[str, tf.Tensor | Sequence[tf.Tensor]],
     targets: Mapping[str, tf.Tensor],
-    weights: Optional[Mapping[str, float]] = None,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, tf.Tensor]:
     """The official ``AELoss`` on full head maps, with its terms.
 
@@ -195,9 +208,13 @@ def cornernet_loss(
     focal = pull = push = regr = tf.constant(0.0, tf.float32)
     num_stacks = len(stacks["tl_heat"])
     for s in range(num_stacks):
-        focal += focal_loss(stacks["tl_heat"][s], gt_tl_heat) + focal_loss(stacks["br_heat"][s], gt_br_heat)
+        focal += focal_loss(stacks["tl_heat"][s], gt_tl_heat) + focal_loss(
+            stacks["br_heat"][s], gt_br_heat
+        )
         stack_pull, stack_push = ae_loss(
-            gather_feat(stacks["tl_tag"][s], tl_inds), gather_feat(stacks["br_tag"][s], br_inds), mask
+            gather_feat(stacks["tl_tag"][s], tl_inds),
+            gather_feat(stacks["br_tag"][s], br_inds),
+            mask,
         )
         pull += stack_pull
         push += stack_push
@@ -210,5 +227,7 @@ def cornernet_loss(
         "push": w["push"] * push,
         "regr": w["regr"] * regr,
     }
-    terms["total"] = (terms["focal"] + terms["pull"] + terms["push"] + terms["regr"]) / float(num_stacks)
+    terms["total"] = (terms["focal"] + terms["pull"] + terms["push"] + terms["regr"]) / float(
+        num_stacks
+    )
     return terms

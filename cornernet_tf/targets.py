@@ -1,11 +1,11 @@
-"""Training targets for CornerNet (SPEC.md section 3), written in TF ops.
+"""Training targets for CornerNet (docs/method.md §3), written in TF ops.
 
 Everything here runs inside ``tf.data`` graphs and ``tf.function`` with an unknown number of
 boxes, so the encoder can sit in the input pipeline next to augmentation. The arithmetic follows
 the official sampler (``sample/coco.py`` and ``sample/utils.py``) operation by operation in
 float64, because the down-scaled corners are truncated with ``int()``: a value such as
 41.9999999 must give corner 41 with offset ~1.0, exactly as the published models were trained
-(golden/README.md, "Facts an implementation must match" -> Targets).
+(docs/method.md §8, "Targets").
 
 Layout: heatmaps are ``[H, W, C]`` (NHWC without the batch), tags are flat pixel indices
 ``y * W + x`` (int64, as the official code), offsets are ``(dx, dy)``.
@@ -13,7 +13,7 @@ Layout: heatmaps are ``[H, W, C]`` (NHWC without the batch), tags are flat pixel
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +27,7 @@ RADIUS_MODES = ("object", "fixed", "none")
 # gaussian2D in the official code zeroes values below float64 eps * max (max is 1 at the centre).
 GAUSSIAN_EPS = float(np.finfo(np.float64).eps)
 
-TensorLike = Union[tf.Tensor, np.ndarray, Sequence, float, int]
+TensorLike = tf.Tensor | np.ndarray | Sequence | float | int
 
 
 def gaussian_radius(height: TensorLike, width: TensorLike, min_overlap: float) -> tf.Tensor:
@@ -72,7 +72,9 @@ def _bump_pixels(
     ``exp(-(dx^2 + dy^2) / (2 sigma^2))``, ``sigma = (2 r + 1) / 6``, in float64, zeroed below
     float64 eps (``gaussian2D``; its max is 1 at the centre).
     """
-    reach = tf.cast(tf.floor(tf.minimum(radii, float(max(height, width)))), tf.int32)  # no int32 overflow
+    reach = tf.cast(
+        tf.floor(tf.minimum(radii, float(max(height, width)))), tf.int32
+    )  # no int32 overflow
     x0, x1 = tf.maximum(centers_x - reach, 0), tf.minimum(centers_x + reach, width - 1)
     y0, y1 = tf.maximum(centers_y - reach, 0), tf.minimum(centers_y + reach, height - 1)
     span_x = tf.maximum(x1 - x0 + 1, 0)
@@ -109,7 +111,9 @@ def gaussian_bumps(
     """
     cx, cy, r = _flat(centers_x, tf.int32), _flat(centers_y, tf.int32), _flat(radii, tf.float64)
     obj, ys, xs, values = _bump_pixels(cx, cy, r, height, width)
-    return tf.scatter_nd(tf.stack([obj, ys, xs], axis=1), tf.cast(values, dtype), [tf.size(cx), height, width])
+    return tf.scatter_nd(
+        tf.stack([obj, ys, xs], axis=1), tf.cast(values, dtype), [tf.size(cx), height, width]
+    )
 
 
 def draw_gaussian(heatmap: TensorLike, center: Sequence[int], radius: TensorLike) -> tf.Tensor:
@@ -120,7 +124,9 @@ def draw_gaussian(heatmap: TensorLike, center: Sequence[int], radius: TensorLike
     """
     heatmap = tf.convert_to_tensor(heatmap)
     if heatmap.shape.rank != 2 or None in heatmap.shape.as_list():
-        raise ValueError(f"draw_gaussian: heatmap must be a [H, W] map of known size, got {heatmap.shape}")
+        raise ValueError(
+            f"draw_gaussian: heatmap must be a [H, W] map of known size, got {heatmap.shape}"
+        )
     height, width = heatmap.shape.as_list()
     bump = gaussian_bumps([center[0]], [center[1]], [radius], height, width, heatmap.dtype)[0]
     return tf.maximum(heatmap, bump)
@@ -161,7 +167,10 @@ def object_radius(
     computed first, as in the sampler. A degenerate box (which the data pipeline drops before
     encoding, as the official ``_clip_detections`` does) gets radius 0 instead of NaN.
     """
-    (in_h, in_w), (out_h, out_w) = _check_size(input_size, "input_size"), _check_size(output_size, "output_size")
+    (in_h, in_w), (out_h, out_w) = (
+        _check_size(input_size, "input_size"),
+        _check_size(output_size, "output_size"),
+    )
     boxes = _prepare_boxes(boxes)
     width_ratio, height_ratio = out_w / in_w, out_h / in_h
     box_w = tf.math.ceil((boxes[:, 2] - boxes[:, 0]) * width_ratio)
@@ -186,12 +195,16 @@ def _prepare_boxes(boxes: TensorLike) -> tf.Tensor:
         try:
             boxes = np.asarray(boxes, np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"encode_targets: boxes must be numeric [N, 4], got {boxes!r}") from None
+            raise ValueError(
+                f"encode_targets: boxes must be numeric [N, 4], got {boxes!r}"
+            ) from None
     boxes = tf.convert_to_tensor(boxes)
     if boxes.shape.rank == 1 and boxes.shape[0] == 0:  # an empty list of boxes
         boxes = tf.reshape(boxes, [0, 4])
     if boxes.shape.rank != 2 or boxes.shape[1] not in (None, 4):
-        raise ValueError(f"encode_targets: boxes must be [N, 4] as (x1, y1, x2, y2), got shape {boxes.shape}")
+        raise ValueError(
+            f"encode_targets: boxes must be [N, 4] as (x1, y1, x2, y2), got shape {boxes.shape}"
+        )
     if not (boxes.dtype.is_floating or boxes.dtype.is_integer):
         raise ValueError(f"encode_targets: boxes must be numeric, got {boxes.dtype.name}")
     return tf.cast(boxes, tf.float64)
@@ -204,17 +217,27 @@ def _prepare_classes(classes: TensorLike, boxes: tf.Tensor, num_classes: int) ->
     if classes.shape.rank == 2 and classes.shape[1] == 1:
         classes = classes[:, 0]
     if classes.shape.rank != 1:
-        raise ValueError(f"encode_targets: classes must be [N] (0-based class ids), got shape {classes.shape}")
+        raise ValueError(
+            f"encode_targets: classes must be [N] (0-based class ids), got shape {classes.shape}"
+        )
     if not classes.dtype.is_integer:
-        raise ValueError(f"encode_targets: classes must be integer class ids, got {classes.dtype.name}")
+        raise ValueError(
+            f"encode_targets: classes must be integer class ids, got {classes.dtype.name}"
+        )
     classes = tf.cast(classes, tf.int32)
     checks = [
         tf.debugging.assert_equal(
-            tf.shape(classes)[0], tf.shape(boxes)[0], message="encode_targets: classes and boxes differ in length"
+            tf.shape(classes)[0],
+            tf.shape(boxes)[0],
+            message="encode_targets: classes and boxes differ in length",
         ),
-        tf.debugging.assert_non_negative(classes, message="encode_targets: classes must be >= 0 (0-based ids)"),
+        tf.debugging.assert_non_negative(
+            classes, message="encode_targets: classes must be >= 0 (0-based ids)"
+        ),
         tf.debugging.assert_less(
-            classes, num_classes, message=f"encode_targets: classes must be < num_classes ({num_classes})"
+            classes,
+            num_classes,
+            message=f"encode_targets: classes must be < num_classes ({num_classes})",
         ),
     ]
     with tf.control_dependencies(checks):
@@ -271,7 +294,9 @@ def encode_targets(
     (in_h, in_w) = _check_size(input_size, "input_size")
     (out_h, out_w) = _check_size(output_size, "output_size")
     if radius_mode not in RADIUS_MODES:
-        raise ValueError(f"encode_targets: radius_mode must be one of {'|'.join(RADIUS_MODES)}, got {radius_mode!r}")
+        raise ValueError(
+            f"encode_targets: radius_mode must be one of {'|'.join(RADIUS_MODES)}, got {radius_mode!r}"
+        )
     if int(num_classes) < 1:
         raise ValueError(f"encode_targets: num_classes must be >= 1, got {num_classes}")
     if int(max_objects) < 1:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
 
 OFFICIAL_SUFFIXES = (".pkl", ".pth", ".npz")
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
@@ -45,7 +44,7 @@ def weights_format(path: str) -> str:
     )
 
 
-def _describe(model, config_name: Optional[str]) -> str:
+def _describe(model, config_name: str | None) -> str:
     cfg = getattr(model, "model_config", None)
     what = f"config {config_name}" if config_name else "the model configuration"
     if cfg is None:
@@ -63,7 +62,7 @@ def _architecture(cfg) -> dict:
     return fields
 
 
-def load_weights(model, path: str, config_name: Optional[str] = None) -> dict:
+def load_weights(model, path: str, config_name: str | None = None) -> dict:
     """Load ``path`` into ``model`` in place; returns ``{"format", "path", "tensors"}``.
 
     ``config_name`` (e.g. the YAML path) only improves the error message. Raises
@@ -102,13 +101,21 @@ def _load_keras_model(model, path: str, where: str) -> dict:
     try:
         saved = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive
-        raise WeightsError(f"{path}: cannot be read as a Keras model ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(
+            f"{path}: cannot be read as a Keras model ({type(exc).__name__}: {exc})"
+        ) from None
     ours, theirs = getattr(model, "model_config", None), getattr(saved, "model_config", None)
     if ours is not None and theirs is not None:
         a, b = _architecture(ours), _architecture(theirs)
-        diff = [f"{k}: file {b.get(k)!r} vs config {a.get(k)!r}" for k in sorted(a) if a.get(k) != b.get(k)]
+        diff = [
+            f"{k}: file {b.get(k)!r} vs config {a.get(k)!r}"
+            for k in sorted(a)
+            if a.get(k) != b.get(k)
+        ]
         if diff:
-            raise WeightsError(f"{path} holds another architecture than {where}: " + "; ".join(diff))
+            raise WeightsError(
+                f"{path} holds another architecture than {where}: " + "; ".join(diff)
+            )
     values = saved.get_weights()
     if len(values) != len(model.weights) or any(
         tuple(v.shape) != tuple(w.shape) for v, w in zip(values, model.weights)

@@ -30,7 +30,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,10 +52,10 @@ class PredictionError(RuntimeError):
 
 # ----------------------------------------------------------------------------------------- inputs
 
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
+ImageLike = str | os.PathLike | bytes | np.ndarray
 
 
-def _read(image: ImageLike) -> Union[bytes, np.ndarray]:
+def _read(image: ImageLike) -> bytes | np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         with open(image, "rb") as fh:
             return fh.read()
@@ -80,19 +80,17 @@ def decode_to_array(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def choose_signature(images: Sequence[ImageLike], signature: Optional[str]) -> str:
+def choose_signature(images: Sequence[ImageLike], signature: str | None) -> str:
     """``serving_bytes`` for files and encoded bytes, ``serving_default`` for arrays, unless given."""
     if signature:
         return signature
     return SIGNATURE_IMAGES if all(isinstance(i, np.ndarray) for i in images) else SIGNATURE_BYTES
 
 
-def prepare_batch(images: Union[ImageLike, Sequence[ImageLike]], signature: Optional[str] = None):
+def prepare_batch(images: ImageLike | Sequence[ImageLike], signature: str | None = None):
     """``(signature, input name, batch)``: a string array [B] for ``serving_bytes``, a uint8 array
     [B, H, W, 3] for ``serving_default`` (all images must have the same size there)."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        items = list(images)
-    elif isinstance(images, (list, tuple)):
+    if isinstance(images, np.ndarray) and images.ndim == 4 or isinstance(images, (list, tuple)):
         items = list(images)
     else:
         items = [images]
@@ -101,11 +99,15 @@ def prepare_batch(images: Union[ImageLike, Sequence[ImageLike]], signature: Opti
     signature = choose_signature(items, signature)
     loaded = [_read(i) for i in items]
     if signature == SIGNATURE_BYTES:
-        batch = np.array([i if isinstance(i, bytes) else encode_png(i) for i in loaded], dtype=object)
+        batch = np.array(
+            [i if isinstance(i, bytes) else encode_png(i) for i in loaded], dtype=object
+        )
     else:
         arrays = [decode_to_array(i) if isinstance(i, bytes) else i for i in loaded]
         if len({a.shape for a in arrays}) > 1:
-            raise ValueError(f"serving_default needs images of one size per request, got {[a.shape for a in arrays]}")
+            raise ValueError(
+                f"serving_default needs images of one size per request, got {[a.shape for a in arrays]}"
+            )
         batch = np.stack(arrays)
     return signature, INPUT_NAMES.get(signature, "images"), batch
 
@@ -113,9 +115,13 @@ def prepare_batch(images: Union[ImageLike, Sequence[ImageLike]], signature: Opti
 # ------------------------------------------------------------------------------------------ gRPC
 
 
-def make_predict_request(batch: np.ndarray, model_name: str = DEFAULT_MODEL_NAME,
-                         signature: str = SIGNATURE_IMAGES, input_name: Optional[str] = None,
-                         version: Optional[int] = None):
+def make_predict_request(
+    batch: np.ndarray,
+    model_name: str = DEFAULT_MODEL_NAME,
+    signature: str = SIGNATURE_IMAGES,
+    input_name: str | None = None,
+    version: int | None = None,
+):
     """A ``PredictRequest`` carrying ``batch`` (any dtype: the server checks it)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -125,7 +131,9 @@ def make_predict_request(batch: np.ndarray, model_name: str = DEFAULT_MODEL_NAME
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = int(version)
-    request.inputs[input_name or INPUT_NAMES.get(signature, "images")].CopyFrom(tf.make_tensor_proto(batch))
+    request.inputs[input_name or INPUT_NAMES.get(signature, "images")].CopyFrom(
+        tf.make_tensor_proto(batch)
+    )
     return request
 
 
@@ -135,7 +143,10 @@ def predict_request_grpc(host: str, port: int, request, timeout: float = DEFAULT
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    options = [
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.max_send_message_length", 64 << 20),
+    ]
     with grpc.insecure_channel(f"{host}:{int(port)}", options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
@@ -149,15 +160,23 @@ def _target(host: str, port, image):
     """``(host, port, image)`` from ``(host, port, image)`` or the gRPC-style ``("host:port", image)``."""
     if image is None:
         if not isinstance(host, str) or ":" not in host:
-            raise ValueError(f"give (host, port, image) or ('host:port', image); got host={host!r} and no image")
+            raise ValueError(
+                f"give (host, port, image) or ('host:port', image); got host={host!r} and no image"
+            )
         name, _, number = host.rpartition(":")
         return name, int(number), port
     return host, int(port), image
 
 
-def predict_grpc(host: str, port, image: Union[ImageLike, Sequence[ImageLike], None] = None,
-                 model_name: str = DEFAULT_MODEL_NAME, signature: Optional[str] = None,
-                 version: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT) -> dict:
+def predict_grpc(
+    host: str,
+    port,
+    image: ImageLike | Sequence[ImageLike] | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    signature: str | None = None,
+    version: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict:
     """Detect objects in one image or a batch over gRPC (see the module docstring).
 
     Called as ``predict_grpc(host, port, image)`` or ``predict_grpc("host:port", image)``."""
@@ -167,8 +186,9 @@ def predict_grpc(host: str, port, image: Union[ImageLike, Sequence[ImageLike], N
     return predict_request_grpc(host, port, request, timeout)
 
 
-def get_metadata_grpc(host: str, port: int, model_name: str = DEFAULT_MODEL_NAME,
-                      timeout: float = DEFAULT_TIMEOUT) -> dict:
+def get_metadata_grpc(
+    host: str, port: int, model_name: str = DEFAULT_MODEL_NAME, timeout: float = DEFAULT_TIMEOUT
+) -> dict:
     """``{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}`` from GetModelMetadata."""
     import grpc
     from tensorflow.core.framework import types_pb2
@@ -179,18 +199,24 @@ def get_metadata_grpc(host: str, port: int, model_name: str = DEFAULT_MODEL_NAME
     request.metadata_field.append("signature_def")
     with grpc.insecure_channel(f"{host}:{int(port)}") as channel:
         try:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(request, timeout=timeout)
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+                request, timeout=timeout
+            )
         except grpc.RpcError as exc:
             raise PredictionError(exc.code().name, exc.details() or "") from None
     sigs = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sigs)
 
     def describe(tensors):
-        return {name: (types_pb2.DataType.Name(info.dtype), [d.size for d in info.tensor_shape.dim])
-                for name, info in tensors.items()}
+        return {
+            name: (types_pb2.DataType.Name(info.dtype), [d.size for d in info.tensor_shape.dim])
+            for name, info in tensors.items()
+        }
 
-    return {key: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
-            for key, sig in sigs.signature_def.items()}
+    return {
+        key: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+        for key, sig in sigs.signature_def.items()
+    }
 
 
 # ------------------------------------------------------------------------------------------ REST
@@ -206,8 +232,12 @@ def rest_body(batch: np.ndarray, signature: str, input_name: str) -> dict:
 
 
 def post_json(url: str, body: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -219,23 +249,37 @@ def post_json(url: str, body: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
         raise PredictionError(f"HTTP {exc.code}", str(message)) from None
 
 
-def predict_url(host: str, port: int, model_name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None) -> str:
+def predict_url(
+    host: str, port: int, model_name: str = DEFAULT_MODEL_NAME, version: int | None = None
+) -> str:
     versions = f"/versions/{int(version)}" if version is not None else ""
     return f"http://{host}:{int(port)}/v1/models/{model_name}{versions}:predict"
 
 
-def predict_rest(host: str, port, image: Union[ImageLike, Sequence[ImageLike], None] = None,
-                 model_name: str = DEFAULT_MODEL_NAME, signature: Optional[str] = None,
-                 version: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT) -> dict:
+def predict_rest(
+    host: str,
+    port,
+    image: ImageLike | Sequence[ImageLike] | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    signature: str | None = None,
+    version: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict:
     """Detect objects in one image or a batch over REST; same result as :func:`predict_grpc`.
 
     Called as ``predict_rest(host, port, image)`` or ``predict_rest("host:port", image)``."""
     host, port, image = _target(host, port, image)
     signature, input_name, batch = prepare_batch(image, signature)
-    reply = post_json(predict_url(host, port, model_name, version), rest_body(batch, signature, input_name), timeout)
+    reply = post_json(
+        predict_url(host, port, model_name, version),
+        rest_body(batch, signature, input_name),
+        timeout,
+    )
     rows = reply.get("predictions")
     if rows is None:
-        raise PredictionError("INVALID_RESPONSE", f"no 'predictions' in the reply: {str(reply)[:200]}")
+        raise PredictionError(
+            "INVALID_RESPONSE", f"no 'predictions' in the reply: {str(reply)[:200]}"
+        )
     return {name: np.asarray([row[name] for row in rows], np.float32) for name in rows[0]}
 
 
@@ -248,13 +292,21 @@ def detections(outputs: dict, image_sizes: Sequence[Sequence[int]], min_score: f
     for i, (height, width) in enumerate(image_sizes):
         count = int(outputs["num_detections"][i])
         items = []
-        for box, score, cls in zip(outputs["detection_boxes"][i][:count], outputs["detection_scores"][i][:count],
-                                   outputs["detection_classes"][i][:count]):
+        for box, score, cls in zip(
+            outputs["detection_boxes"][i][:count],
+            outputs["detection_scores"][i][:count],
+            outputs["detection_classes"][i][:count],
+        ):
             if score < min_score:
                 continue
             ymin, xmin, ymax, xmax = (float(v) for v in box)
-            items.append({"box": [xmin * width, ymin * height, xmax * width, ymax * height],
-                          "score": float(score), "category_id": int(cls)})
+            items.append(
+                {
+                    "box": [xmin * width, ymin * height, xmax * width, ymax * height],
+                    "score": float(score),
+                    "category_id": int(cls),
+                }
+            )
         results.append(items)
     return results
 
@@ -278,12 +330,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="default 8500 (gRPC) or 8501 (REST)")
     parser.add_argument("--protocol", choices=("grpc", "rest"), default="grpc")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    parser.add_argument("--signature", choices=(SIGNATURE_BYTES, SIGNATURE_IMAGES), default=SIGNATURE_BYTES,
-                        help="serving_bytes sends the encoded files; serving_default sends decoded pixels")
+    parser.add_argument(
+        "--signature",
+        choices=(SIGNATURE_BYTES, SIGNATURE_IMAGES),
+        default=SIGNATURE_BYTES,
+        help="serving_bytes sends the encoded files; serving_default sends decoded pixels",
+    )
     parser.add_argument("--model-version", type=int, default=None)
-    parser.add_argument("--min-score", type=float, default=0.3, help="print detections scoring at least this")
+    parser.add_argument(
+        "--min-score", type=float, default=0.3, help="print detections scoring at least this"
+    )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
 
 
 def run(args) -> int:
@@ -291,12 +351,29 @@ def run(args) -> int:
     predict = predict_grpc if args.protocol == "grpc" else predict_rest
     sizes = [image_size(p) for p in args.images]
     if args.signature == SIGNATURE_IMAGES:  # one request per image: sizes may differ
-        per_image = [predict(args.host, port, decode_to_array(_read(p)), args.model_name, args.signature,
-                             args.model_version, args.timeout) for p in args.images]
+        per_image = [
+            predict(
+                args.host,
+                port,
+                decode_to_array(_read(p)),
+                args.model_name,
+                args.signature,
+                args.model_version,
+                args.timeout,
+            )
+            for p in args.images
+        ]
         found = [detections(o, [s], args.min_score)[0] for o, s in zip(per_image, sizes)]
     else:
-        outputs = predict(args.host, port, list(args.images), args.model_name, args.signature,
-                          args.model_version, args.timeout)
+        outputs = predict(
+            args.host,
+            port,
+            list(args.images),
+            args.model_name,
+            args.signature,
+            args.model_version,
+            args.timeout,
+        )
         found = detections(outputs, sizes, args.min_score)
     if args.json:
         print(json.dumps({os.fspath(p): dets for p, dets in zip(args.images, found)}, indent=1))
@@ -305,13 +382,18 @@ def run(args) -> int:
         print(f"{path}: {len(dets)} detection(s) with score >= {args.min_score}")
         for d in dets:
             x1, y1, x2, y2 = d["box"]
-            print(f"  category {d['category_id']:>4}  score {d['score']:.3f}  box [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
+            print(
+                f"  category {d['category_id']:>4}  score {d['score']:.3f}  "
+                f"box [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]"
+            )
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.client",
-                                     description="Send images to a CornerNet model served by TF Serving.")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.client",
+        description="Send images to a CornerNet model served by TF Serving.",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

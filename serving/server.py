@@ -33,7 +33,6 @@ import threading
 from concurrent import futures
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 
 import numpy as np
 
@@ -60,7 +59,7 @@ _HTTP_STATUS = {
 }
 
 
-def resolve_version_dir(model_dir: str, version: Optional[int] = None) -> tuple[str, int]:
+def resolve_version_dir(model_dir: str, version: int | None = None) -> tuple[str, int]:
     """``(folder holding saved_model.pb, version)``: ``model_dir`` is a base folder with numeric
     version sub-folders (the highest is served unless ``version`` is given) or a version folder."""
     model_dir = os.fspath(model_dir)
@@ -69,10 +68,15 @@ def resolve_version_dir(model_dir: str, version: Optional[int] = None) -> tuple[
         return model_dir, int(name) if name.isdigit() else 1
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model folder not found: {model_dir}")
-    versions = sorted(int(n) for n in os.listdir(model_dir)
-                      if n.isdigit() and os.path.isfile(os.path.join(model_dir, n, "saved_model.pb")))
+    versions = sorted(
+        int(n)
+        for n in os.listdir(model_dir)
+        if n.isdigit() and os.path.isfile(os.path.join(model_dir, n, "saved_model.pb"))
+    )
     if not versions:
-        raise FileNotFoundError(f"{model_dir}: no version folder with a saved_model.pb (expected {model_dir}/1/...)")
+        raise FileNotFoundError(
+            f"{model_dir}: no version folder with a saved_model.pb (expected {model_dir}/1/...)"
+        )
     if version is None:
         version = versions[-1]
     if version not in versions:
@@ -84,7 +88,11 @@ def _first_line(error: Exception) -> str:
     """TF runtime errors carry a graph dump; keep the message a client can act on."""
     text = getattr(error, "message", None) or str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Detected at node", "<stack traces", "[[", "Graph execution error"))]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("Detected at node", "<stack traces", "[[", "Graph execution error"))
+    ]
     line = (useful or lines or [type(error).__name__])[0]
     assertion = re.match(r"assertion failed: \[(.*?)\s*\]", line)  # tf.debugging.assert_* messages
     return (assertion.group(1) if assertion else line)[:500]
@@ -93,7 +101,7 @@ def _first_line(error: Exception) -> str:
 class ServedModel:
     """One SavedModel version: its signatures, request validation and execution (thread-safe)."""
 
-    def __init__(self, model_dir: str, name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None):
+    def __init__(self, model_dir: str, name: str = DEFAULT_MODEL_NAME, version: int | None = None):
         import tensorflow as tf
 
         self.name = name
@@ -101,21 +109,28 @@ class ServedModel:
         self._loaded = tf.saved_model.load(self.path)
         self.signatures = dict(self._loaded.signatures)
         # Signature name -> {input name: TensorSpec}.
-        self.inputs = {key: dict(fn.structured_input_signature[1]) for key, fn in self.signatures.items()}
+        self.inputs = {
+            key: dict(fn.structured_input_signature[1]) for key, fn in self.signatures.items()
+        }
         self.outputs = {key: dict(fn.structured_outputs) for key, fn in self.signatures.items()}
 
     # ------------------------------------------------------------------ validation
-    def check_model(self, name: str, version: Optional[int] = None) -> None:
+    def check_model(self, name: str, version: int | None = None) -> None:
         if name != self.name or (version not in (None, 0) and int(version) != self.version):
             wanted = f"{name}" + (f" version {version}" if version else "")
-            raise ServingError("NOT_FOUND", f"Servable not found for request: {wanted} "
-                                            f"(serving {self.name} version {self.version})")
+            raise ServingError(
+                "NOT_FOUND",
+                f"Servable not found for request: {wanted} "
+                f"(serving {self.name} version {self.version})",
+            )
 
     def signature(self, signature_name: str):
         key = signature_name or DEFAULT_SIGNATURE
         if key not in self.signatures:
-            raise ServingError("INVALID_ARGUMENT", f"Serving signature key \"{key}\" not found; "
-                                                   f"available: {sorted(self.signatures)}")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f'Serving signature key "{key}" not found; available: {sorted(self.signatures)}',
+            )
         return key
 
     def check_inputs(self, key: str, arrays: dict) -> dict:
@@ -127,7 +142,7 @@ class ServedModel:
         if extra or missing:
             raise ServingError(
                 "INVALID_ARGUMENT",
-                f"input names do not match signature \"{key}\": sent extra {extra}, missing {missing}; "
+                f'input names do not match signature "{key}": sent extra {extra}, missing {missing}; '
                 f"expected {sorted(specs)}",
             )
         feed = {}
@@ -136,16 +151,19 @@ class ServedModel:
             value = np.asarray(value)
             if spec.dtype == tf.string:
                 if value.dtype.kind not in ("S", "O", "U"):
-                    raise ServingError("INVALID_ARGUMENT", f"input \"{name}\" expects string, got {value.dtype}")
+                    raise ServingError(
+                        "INVALID_ARGUMENT", f'input "{name}" expects string, got {value.dtype}'
+                    )
             elif value.dtype != spec.dtype.as_numpy_dtype:
                 raise ServingError(
                     "INVALID_ARGUMENT",
-                    f"input \"{name}\" expects {spec.dtype.name} but {value.dtype.name} was provided",
+                    f'input "{name}" expects {spec.dtype.name} but {value.dtype.name} was provided',
                 )
             if not spec.shape.is_compatible_with(value.shape):
                 raise ServingError(
                     "INVALID_ARGUMENT",
-                    f"input \"{name}\" expects shape {spec.shape.as_list()} (rank {spec.shape.rank}), got {list(value.shape)}",
+                    f'input "{name}" expects shape {spec.shape.as_list()} '
+                    f"(rank {spec.shape.rank}), got {list(value.shape)}",
                 )
             feed[name] = tf.constant(value, dtype=spec.dtype)
         return feed
@@ -159,11 +177,16 @@ class ServedModel:
         feed = self.check_inputs(key, arrays)
         unknown = sorted(set(output_filter) - set(self.outputs[key]))
         if unknown:
-            raise ServingError("INVALID_ARGUMENT", f"output tensor alias(es) {unknown} not found in signature \"{key}\"")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f'output tensor alias(es) {unknown} not found in signature "{key}"',
+            )
         try:
             outputs = self.signatures[key](**feed)
         except tf.errors.OpError as exc:
-            raise ServingError(_TF_ERROR_TO_CODE.get(type(exc).__name__, "INTERNAL"), _first_line(exc)) from None
+            raise ServingError(
+                _TF_ERROR_TO_CODE.get(type(exc).__name__, "INTERNAL"), _first_line(exc)
+            ) from None
         names = list(output_filter) or sorted(outputs)
         return {name: outputs[name].numpy() for name in names}
 
@@ -209,7 +232,9 @@ def _servicer_class():
         def _abort(self, context, error: ServingError):
             import grpc
 
-            context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL), error.message)
+            context.abort(
+                getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL), error.message
+            )
 
         def Predict(self, request, context):
             import tensorflow as tf
@@ -217,14 +242,20 @@ def _servicer_class():
 
             try:
                 spec = request.model_spec
-                self.model.check_model(spec.name, spec.version.value if spec.HasField("version") else None)
+                self.model.check_model(
+                    spec.name, spec.version.value if spec.HasField("version") else None
+                )
                 arrays = {}
                 for name, proto in request.inputs.items():
                     try:
                         arrays[name] = tf.make_ndarray(proto)
                     except Exception as exc:  # malformed TensorProto
-                        raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: {name}: {exc}") from None
-                outputs = self.model.predict(spec.signature_name, arrays, list(request.output_filter))
+                        raise ServingError(
+                            "INVALID_ARGUMENT", f"tensor parsing error: {name}: {exc}"
+                        ) from None
+                outputs = self.model.predict(
+                    spec.signature_name, arrays, list(request.output_filter)
+                )
             except ServingError as error:
                 return self._abort(context, error)
             response = predict_pb2.PredictResponse()
@@ -240,10 +271,15 @@ def _servicer_class():
 
             try:
                 spec = request.model_spec
-                self.model.check_model(spec.name, spec.version.value if spec.HasField("version") else None)
+                self.model.check_model(
+                    spec.name, spec.version.value if spec.HasField("version") else None
+                )
                 fields = list(request.metadata_field)
                 if fields != ["signature_def"]:
-                    raise ServingError("INVALID_ARGUMENT", f"metadata_field must be ['signature_def'], got {fields}")
+                    raise ServingError(
+                        "INVALID_ARGUMENT",
+                        f"metadata_field must be ['signature_def'], got {fields}",
+                    )
             except ServingError as error:
                 return self._abort(context, error)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -255,8 +291,14 @@ def _servicer_class():
     return PredictionServicer
 
 
-def serve_in_process(model_dir: str, port: int = 0, model_name: str = DEFAULT_MODEL_NAME,
-                     host: str = HOST, max_workers: int = 4, version: Optional[int] = None):
+def serve_in_process(
+    model_dir: str,
+    port: int = 0,
+    model_name: str = DEFAULT_MODEL_NAME,
+    host: str = HOST,
+    max_workers: int = 4,
+    version: int | None = None,
+):
     """Start a gRPC PredictionService for ``model_dir`` on ``host:port`` (0 = a free port).
 
     Returns ``(server, port)``; stop it with ``server.stop(None)``.
@@ -264,12 +306,21 @@ def serve_in_process(model_dir: str, port: int = 0, model_name: str = DEFAULT_MO
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    model = model_dir if isinstance(model_dir, ServedModel) else ServedModel(model_dir, model_name, version)
+    model = (
+        model_dir
+        if isinstance(model_dir, ServedModel)
+        else ServedModel(model_dir, model_name, version)
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+        options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+        ],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_servicer_class()(model), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        _servicer_class()(model), server
+    )
     bound = server.add_insecure_port(f"{host}:{int(port)}")
     if bound == 0:
         raise OSError(f"cannot bind the gRPC server to {host}:{port}")
@@ -304,22 +355,34 @@ def _json_array(value, spec, name: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=object if spec.dtype == tf.string else None)
     except ValueError as exc:  # ragged nesting
-        raise ServingError("INVALID_ARGUMENT", f"input \"{name}\": not a rectangular array ({exc})") from None
+        raise ServingError(
+            "INVALID_ARGUMENT", f'input "{name}": not a rectangular array ({exc})'
+        ) from None
     if spec.dtype == tf.string:
         if array.size and not all(isinstance(v, (bytes, str)) for v in array.ravel()):
-            raise ServingError("INVALID_ARGUMENT", f"input \"{name}\" expects strings (use {{\"b64\": ...}} for binary data)")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f'input "{name}" expects strings (use {{"b64": ...}} for binary data)',
+            )
         return array
     want = spec.dtype.as_numpy_dtype
     if array.size == 0:
         return array.astype(want)
     if np.issubdtype(want, np.integer):
         if array.dtype.kind not in "iu":
-            raise ServingError("INVALID_ARGUMENT", f"input \"{name}\" expects {spec.dtype.name} integers, got {array.dtype} values")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f'input "{name}" expects {spec.dtype.name} integers, got {array.dtype} values',
+            )
         info = np.iinfo(want)
         if array.min() < info.min or array.max() > info.max:
-            raise ServingError("INVALID_ARGUMENT", f"input \"{name}\": values outside the {spec.dtype.name} range")
+            raise ServingError(
+                "INVALID_ARGUMENT", f'input "{name}": values outside the {spec.dtype.name} range'
+            )
     elif array.dtype.kind not in "iuf":
-        raise ServingError("INVALID_ARGUMENT", f"input \"{name}\" expects numbers, got {array.dtype} values")
+        raise ServingError(
+            "INVALID_ARGUMENT", f'input "{name}" expects numbers, got {array.dtype} values'
+        )
     return array.astype(want)
 
 
@@ -330,14 +393,21 @@ def rest_inputs(model: ServedModel, body: dict) -> tuple[str, dict, bool]:
     key = model.signature(body.get("signature_name", DEFAULT_SIGNATURE))
     specs = model.inputs[key]
     if ("instances" in body) == ("inputs" in body):
-        raise ServingError("INVALID_ARGUMENT", "the request must have exactly one of 'instances' or 'inputs'")
+        raise ServingError(
+            "INVALID_ARGUMENT", "the request must have exactly one of 'instances' or 'inputs'"
+        )
     if "inputs" in body:
         inputs = _decode_b64(body["inputs"])
         if not isinstance(inputs, dict):
             if len(specs) != 1:
-                raise ServingError("INVALID_ARGUMENT", f"'inputs' must name the inputs {sorted(specs)}")
+                raise ServingError(
+                    "INVALID_ARGUMENT", f"'inputs' must name the inputs {sorted(specs)}"
+                )
             inputs = {next(iter(specs)): inputs}
-        arrays = {n: _json_array(v, specs[n], n) if n in specs else np.asarray(v) for n, v in inputs.items()}
+        arrays = {
+            n: _json_array(v, specs[n], n) if n in specs else np.asarray(v)
+            for n, v in inputs.items()
+        }
         return key, arrays, False
     instances = _decode_b64(body["instances"])
     if not isinstance(instances, list):
@@ -350,13 +420,26 @@ def rest_inputs(model: ServedModel, body: dict) -> tuple[str, dict, bool]:
     elif len(specs) == 1:
         arrays = {next(iter(specs)): instances}
     else:
-        raise ServingError("INVALID_ARGUMENT", f"instances must be objects naming the inputs {sorted(specs)}")
-    return key, {n: _json_array(v, specs[n], n) if n in specs else np.asarray(v) for n, v in arrays.items()}, True
+        raise ServingError(
+            "INVALID_ARGUMENT", f"instances must be objects naming the inputs {sorted(specs)}"
+        )
+    return (
+        key,
+        {
+            n: _json_array(v, specs[n], n) if n in specs else np.asarray(v)
+            for n, v in arrays.items()
+        },
+        True,
+    )
 
 
 def _to_json(value: np.ndarray):
     if value.dtype.kind in ("S", "O"):
-        return [_to_json(v) for v in value] if value.ndim else {"b64": base64.b64encode(bytes(value)).decode()}
+        return (
+            [_to_json(v) for v in value]
+            if value.ndim
+            else {"b64": base64.b64encode(bytes(value)).decode()}
+        )
     return value.tolist()
 
 
@@ -384,7 +467,10 @@ def _handler_class(model: ServedModel):
             self.wfile.write(data)
 
         def _error(self, error: ServingError) -> None:
-            self._send(_HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": error.message})
+            self._send(
+                _HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR),
+                {"error": error.message},
+            )
 
         def do_POST(self):
             try:
@@ -392,12 +478,16 @@ def _handler_class(model: ServedModel):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 if not match:
-                    raise ServingError("NOT_FOUND", f"unknown path {self.path}; use /v1/models/NAME:predict")
+                    raise ServingError(
+                        "NOT_FOUND", f"unknown path {self.path}; use /v1/models/NAME:predict"
+                    )
                 model.check_model(match.group(1), int(match.group(2)) if match.group(2) else None)
                 try:
                     body = json.loads(raw or b"null")
                 except json.JSONDecodeError as exc:
-                    raise ServingError("INVALID_ARGUMENT", f"the request body is not valid JSON: {exc}") from None
+                    raise ServingError(
+                        "INVALID_ARGUMENT", f"the request body is not valid JSON: {exc}"
+                    ) from None
                 key, arrays, row_format = rest_inputs(model, body)
                 outputs = model.predict(key, arrays)
                 self._send(HTTPStatus.OK, rest_response(outputs, row_format))
@@ -414,27 +504,48 @@ def _handler_class(model: ServedModel):
                     from google.protobuf import json_format
 
                     sigs = json_format.MessageToDict(model.signature_def_map())
-                    self._send(HTTPStatus.OK, {
-                        "model_spec": {"name": model.name, "version": str(model.version)},
-                        "metadata": {"signature_def": sigs},
-                    })
+                    self._send(
+                        HTTPStatus.OK,
+                        {
+                            "model_spec": {"name": model.name, "version": str(model.version)},
+                            "metadata": {"signature_def": sigs},
+                        },
+                    )
                 else:
-                    self._send(HTTPStatus.OK, {"model_version_status": [
-                        {"version": str(model.version), "state": "AVAILABLE",
-                         "status": {"error_code": "OK", "error_message": ""}}]})
+                    self._send(
+                        HTTPStatus.OK,
+                        {
+                            "model_version_status": [
+                                {
+                                    "version": str(model.version),
+                                    "state": "AVAILABLE",
+                                    "status": {"error_code": "OK", "error_message": ""},
+                                }
+                            ]
+                        },
+                    )
             except ServingError as error:
                 self._error(error)
 
     return Handler
 
 
-def serve_rest_in_process(model_dir: str, port: int = 0, model_name: str = DEFAULT_MODEL_NAME,
-                          host: str = HOST, version: Optional[int] = None):
+def serve_rest_in_process(
+    model_dir: str,
+    port: int = 0,
+    model_name: str = DEFAULT_MODEL_NAME,
+    host: str = HOST,
+    version: int | None = None,
+):
     """Start the REST API for ``model_dir`` on ``host:port`` (0 = a free port) in a daemon thread.
 
     Returns ``(server, port)``; stop it with ``server.shutdown(); server.server_close()``.
     """
-    model = model_dir if isinstance(model_dir, ServedModel) else ServedModel(model_dir, model_name, version)
+    model = (
+        model_dir
+        if isinstance(model_dir, ServedModel)
+        else ServedModel(model_dir, model_name, version)
+    )
     server = ThreadingHTTPServer((host, int(port)), _handler_class(model))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="cornernet-rest", daemon=True)
@@ -448,7 +559,9 @@ def main(argv=None) -> int:
     import time
 
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=main.__doc__)
-    parser.add_argument("model_dir", help="export base folder (with version sub-folders) or one version folder")
+    parser.add_argument(
+        "model_dir", help="export base folder (with version sub-folders) or one version folder"
+    )
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--grpc-port", type=int, default=8500)
@@ -457,8 +570,11 @@ def main(argv=None) -> int:
     model = ServedModel(args.model_dir, args.model_name)
     grpc_server, grpc_port = serve_in_process(model, args.grpc_port, host=args.host)
     rest_server, rest_port = serve_rest_in_process(model, args.rest_port, host=args.host)
-    print(f"serving {model.name} version {model.version} from {model.path}: "
-          f"gRPC {args.host}:{grpc_port}, REST http://{args.host}:{rest_port}/v1/models/{model.name}", flush=True)
+    print(
+        f"serving {model.name} version {model.version} from {model.path}: "
+        f"gRPC {args.host}:{grpc_port}, REST http://{args.host}:{rest_port}/v1/models/{model.name}",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

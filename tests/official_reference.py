@@ -31,7 +31,6 @@ Official structure, for reference:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -52,11 +51,13 @@ class OfficialArch:
     pre_dims: tuple = (128, 256)  # kp's default ``pre`` widths
     cnv_dim: int = 256
     pool_dim: int = 128  # hard-coded in the official ``pool`` class
-    head_dim: Optional[int] = None  # official heads use dims[0]
+    head_dim: int | None = None  # official heads use dims[0]
 
     def __post_init__(self):
         if len(self.dims) != self.n + 1 or len(self.modules) != self.n + 1:
-            raise ValueError(f"kp_module(n={self.n}) needs n + 1 dims and modules, got {self.dims}, {self.modules}")
+            raise ValueError(
+                f"kp_module(n={self.n}) needs n + 1 dims and modules, got {self.dims}, {self.modules}"
+            )
         if self.pre_dims[-1] != self.dims[0]:
             raise ValueError(f"pre output {self.pre_dims[-1]} must equal dims[0] {self.dims[0]}")
 
@@ -188,13 +189,21 @@ def is_buffer(key: str) -> bool:
 
 def parameter_count(arch: OfficialArch) -> int:
     """What ``sum(p.numel() for p in model.parameters())`` gives for the official model."""
-    return int(sum(int(np.prod(shape)) for key, shape in official_shapes(arch).items() if not is_buffer(key)))
+    return int(
+        sum(
+            int(np.prod(shape))
+            for key, shape in official_shapes(arch).items()
+            if not is_buffer(key)
+        )
+    )
 
 
 # --------------------------------------------------------------------------- random weights
 
 
-def official_state_dict(arch: OfficialArch, seed: int = 0, calibration_images: Optional[np.ndarray] = None) -> dict:
+def official_state_dict(
+    arch: OfficialArch, seed: int = 0, calibration_images: np.ndarray | None = None
+) -> dict:
     """Random official-style weights (float32, torch layouts; num_batches_tracked int64).
 
     Convolutions are He-initialised; heat biases sit near -2.19 and the tag heads are scaled down,
@@ -210,7 +219,9 @@ def official_state_dict(arch: OfficialArch, seed: int = 0, calibration_images: O
     state = {}
     for key, shape in shapes.items():
         module, name = key.rsplit(".", 1)
-        head = key.split(".")[0] if key.split(".")[0].endswith(("_heats", "_tags", "_regrs")) else None
+        head = (
+            key.split(".")[0] if key.split(".")[0].endswith(("_heats", "_tags", "_regrs")) else None
+        )
         if name == "num_batches_tracked":
             state[key] = np.array(0, dtype=np.int64)
             continue
@@ -219,7 +230,9 @@ def official_state_dict(arch: OfficialArch, seed: int = 0, calibration_images: O
         elif name == "running_var":
             value = rng.uniform(0.5, 2.0, shape)
         elif module in bn_modules:
-            value = rng.uniform(0.4, 1.0, shape) if name == "weight" else rng.normal(0.0, 0.2, shape)
+            value = (
+                rng.uniform(0.4, 1.0, shape) if name == "weight" else rng.normal(0.0, 0.2, shape)
+            )
         elif len(shape) == 4:  # convolution kernel (out, in, kh, kw)
             fan_in = shape[1] * shape[2] * shape[3]
             value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
@@ -238,7 +251,9 @@ def official_state_dict(arch: OfficialArch, seed: int = 0, calibration_images: O
 # --------------------------------------------------------------------------- forward pass
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: int = 1) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: int = 1
+) -> np.ndarray:
     """torch.nn.functional.conv2d with padding (k - 1) // 2 on NCHW, by im2col + matmul in float64.
 
     The patches are gathered channels-last, which makes one large contiguous matmul.
@@ -254,7 +269,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     cols = np.empty((n, ho, wo, kh, kw, c), dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, :, i, j, :] = xp[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+            cols[:, :, :, i, j, :] = xp[
+                :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
+            ]
     kernel = np.transpose(weight, (2, 3, 1, 0)).reshape(kh * kw * c, out_c).astype(np.float64)
     out = (cols.reshape(n * ho * wo, kh * kw * c) @ kernel).reshape(n, ho, wo, out_c)
     if bias is not None:
@@ -302,7 +319,9 @@ class _Network:
             self.state[f"{prefix}.running_mean"] = x.mean(axis=(0, 2, 3)).astype(np.float32)
             # Deep levels see a few pixels only: floor the estimate so that no channel is blown up.
             var = x.var(axis=(0, 2, 3))
-            self.state[f"{prefix}.running_var"] = np.maximum(var, 0.5 * var.mean() + 1e-3).astype(np.float32)
+            self.state[f"{prefix}.running_var"] = np.maximum(var, 0.5 * var.mean() + 1e-3).astype(
+                np.float32
+            )
         mean, var = self.w(f"{prefix}.running_mean"), self.w(f"{prefix}.running_var")
         scale = self.w(f"{prefix}.weight") / np.sqrt(var + BN_EPS)
         shift = self.w(f"{prefix}.bias") - mean * scale
@@ -312,14 +331,20 @@ class _Network:
         if with_bn:
             y = self.bn(f"{prefix}.bn", conv2d(x, self.w(f"{prefix}.conv.weight"), stride=stride))
         else:
-            y = conv2d(x, self.w(f"{prefix}.conv.weight"), self.w(f"{prefix}.conv.bias"), stride=stride)
+            y = conv2d(
+                x, self.w(f"{prefix}.conv.weight"), self.w(f"{prefix}.conv.bias"), stride=stride
+            )
         return relu(y)
 
     def residual(self, prefix, x, out_dim, stride=1):
-        y = relu(self.bn(f"{prefix}.bn1", conv2d(x, self.w(f"{prefix}.conv1.weight"), stride=stride)))
+        y = relu(
+            self.bn(f"{prefix}.bn1", conv2d(x, self.w(f"{prefix}.conv1.weight"), stride=stride))
+        )
         y = self.bn(f"{prefix}.bn2", conv2d(y, self.w(f"{prefix}.conv2.weight")))
         if _has_skip(x.shape[1], out_dim, stride):
-            skip = self.bn(f"{prefix}.skip.1", conv2d(x, self.w(f"{prefix}.skip.0.weight"), stride=stride))
+            skip = self.bn(
+                f"{prefix}.skip.1", conv2d(x, self.w(f"{prefix}.skip.0.weight"), stride=stride)
+            )
         else:
             skip = x
         return relu(y + skip)
@@ -333,15 +358,23 @@ class _Network:
         curr_dim, next_dim = dims[0], dims[1]
         curr_mod, next_mod = modules[0], modules[1]
         up1 = self.sequential(f"{prefix}.up1", x, _layer_plan(curr_dim, curr_dim, curr_mod))
-        low1 = self.sequential(f"{prefix}.low1", x, _hg_layer_plan(curr_dim, next_dim, curr_mod))  # max1 = identity
+        low1 = self.sequential(
+            f"{prefix}.low1", x, _hg_layer_plan(curr_dim, next_dim, curr_mod)
+        )  # max1 = identity
         if n > 1:
             low2 = self.kp_module(f"{prefix}.low2", low1, n - 1, dims[1:], modules[1:])
         else:
-            low2 = self.sequential(f"{prefix}.low2", low1, _layer_plan(next_dim, next_dim, next_mod))
-        low3 = self.sequential(f"{prefix}.low3", low2, _layer_revr_plan(next_dim, curr_dim, curr_mod))
+            low2 = self.sequential(
+                f"{prefix}.low2", low1, _layer_plan(next_dim, next_dim, next_mod)
+            )
+        low3 = self.sequential(
+            f"{prefix}.low3", low2, _layer_revr_plan(next_dim, curr_dim, curr_mod)
+        )
         up2 = upsample_nearest2(low3)
         if up1.shape != up2.shape:
-            raise ValueError(f"{prefix}: up1 {up1.shape} and up2 {up2.shape} differ; the map must divide by 2**n")
+            raise ValueError(
+                f"{prefix}: up1 {up1.shape} and up2 {up2.shape} differ; the map must divide by 2**n"
+            )
         return up1 + up2
 
     def pool(self, prefix, x, pool1, pool2):
@@ -371,7 +404,9 @@ class _Network:
                 outputs[f"{corner}_regr"].append(self.head(f"{corner}_regrs.{i}", feat))
             if i < a.nstack - 1:
                 merged = self.bn(f"inters_.{i}.1", conv2d(inter, self.w(f"inters_.{i}.0.weight")))
-                merged = merged + self.bn(f"cnvs_.{i}.1", conv2d(cnv, self.w(f"cnvs_.{i}.0.weight")))
+                merged = merged + self.bn(
+                    f"cnvs_.{i}.1", conv2d(cnv, self.w(f"cnvs_.{i}.0.weight"))
+                )
                 inter = self.residual(f"inters.{i}", relu(merged), a.dims[0])
         return outputs
 
@@ -380,7 +415,9 @@ def strip_module_prefix(state: dict) -> dict:
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def official_forward(state: dict, images_bgr_nchw: np.ndarray, arch: OfficialArch, calibrate: bool = False) -> dict:
+def official_forward(
+    state: dict, images_bgr_nchw: np.ndarray, arch: OfficialArch, calibrate: bool = False
+) -> dict:
     """Every stack's raw head maps (NCHW float64) for normalised BGR images, as the official
     ``kp._train`` computes them in eval mode: {key: [stack0, stack1, ...]}.
 

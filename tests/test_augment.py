@@ -7,11 +7,10 @@ colour operations are compared by converting the golden input to RGB and our out
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import load_golden
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig
 from cornernet_tf.data import augment
-
-from conftest import load_golden
 
 ATOL = 1e-5
 
@@ -31,14 +30,16 @@ def bgr_to_rgb(x):
 
 
 def test_get_border_matches_official(golden):
-    for (border, size), expected in zip(golden["get_border_in_border_size"], golden["get_border_out"]):
+    for (border, size), expected in zip(
+        golden["get_border_in_border_size"], golden["get_border_out"]
+    ):
         assert int(augment.get_border(int(border), int(size))) == int(expected), (border, size)
 
 
 def test_get_border_small_sizes_never_leave_an_empty_range():
     for size in range(1, 300, 7):
         b = int(augment.get_border(128, size))
-        assert 0 <= b and size - b > b
+        assert b >= 0 and size - b > b
 
 
 @pytest.mark.parametrize("case", range(5))
@@ -56,10 +57,17 @@ def test_random_crop_with_recorded_draws(golden):
     _, _, cty = golden["random_crop_draw_cty_low_high_value"]
     dets = golden["random_crop_dets_in"]
     image, boxes = augment.random_crop_with_draws(
-        golden["random_crop_src"], dets[:, :4], scale, int(ctx), int(cty), golden["random_crop_view_size"]
+        golden["random_crop_src"],
+        dets[:, :4],
+        scale,
+        int(ctx),
+        int(cty),
+        golden["random_crop_view_size"],
     )
     np.testing.assert_array_equal(image.numpy(), golden["random_crop_image"])
-    np.testing.assert_allclose(boxes.numpy(), golden["random_crop_dets_out"][:, :4], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        boxes.numpy(), golden["random_crop_dets_out"][:, :4], atol=ATOL, rtol=0
+    )
 
 
 def test_random_crop_draw_ranges_follow_the_border_rule(golden):
@@ -85,26 +93,34 @@ def test_color_jitter_with_recorded_alphas_and_order(golden):
     out = augment.color_jitter_with_draws(
         bgr_to_rgb(golden["color_src"]), order, golden["color_jitter_alphas_in_call_order"]
     )
-    np.testing.assert_allclose(bgr_to_rgb(out.numpy()), golden["color_jitter_out"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        bgr_to_rgb(out.numpy()), golden["color_jitter_out"], atol=ATOL, rtol=0
+    )
 
 
 def test_color_jitter_every_order_is_a_different_function(golden):
     src = bgr_to_rgb(golden["color_src"])
     alphas = golden["color_jitter_alphas_in_call_order"]
-    outs = {tuple(o): augment.color_jitter_with_draws(src, o, alphas).numpy() for o in
-            [(0, 1, 2), (2, 0, 1), (1, 2, 0)]}
+    outs = {
+        tuple(o): augment.color_jitter_with_draws(src, o, alphas).numpy()
+        for o in [(0, 1, 2), (2, 0, 1), (1, 2, 0)]
+    }
     values = list(outs.values())
     assert not np.allclose(values[0], values[1]) and not np.allclose(values[1], values[2])
 
 
 def test_lighting_in_rgb_matches_official_bgr(golden):
-    out = augment.lighting_with_alpha(bgr_to_rgb(golden["color_jitter_out"]), golden["lighting_alpha"])
+    out = augment.lighting_with_alpha(
+        bgr_to_rgb(golden["color_jitter_out"]), golden["lighting_alpha"]
+    )
     np.testing.assert_allclose(bgr_to_rgb(out.numpy()), golden["lighting_out"], atol=ATOL, rtol=0)
 
 
 def test_lighting_with_unreversed_eigenvectors_would_fail(golden):
     """The BGR->RGB conversion of the eigenvectors matters (guards the reorder itself)."""
-    wrong = np.asarray(augment.EIGVEC_RGB)[::-1] @ (augment.EIGVAL.astype(np.float64) * golden["lighting_alpha"])
+    wrong = np.asarray(augment.EIGVEC_RGB)[::-1] @ (
+        augment.EIGVAL.astype(np.float64) * golden["lighting_alpha"]
+    )
     ours = bgr_to_rgb(golden["color_jitter_out"]) + wrong.astype(np.float32)
     assert not np.allclose(bgr_to_rgb(ours), golden["lighting_out"], atol=ATOL)
 
@@ -118,8 +134,13 @@ def test_fused_photometric_matches_the_official_sequence(golden):
     """Jitter (recorded order and alphas) + lighting + normalise in one pass: golden normalize_out."""
     order = [augment.JITTER_OPS.index(n) for n in ["saturation", "brightness", "contrast"]]
     out = augment.photometric(
-        bgr_to_rgb(golden["color_src"]), COCO_MEAN_RGB, COCO_STD_RGB, order,
-        golden["color_jitter_alphas_in_call_order"], golden["lighting_alpha"], scale=1.0,
+        bgr_to_rgb(golden["color_src"]),
+        COCO_MEAN_RGB,
+        COCO_STD_RGB,
+        order,
+        golden["color_jitter_alphas_in_call_order"],
+        golden["lighting_alpha"],
+        scale=1.0,
     )
     np.testing.assert_allclose(bgr_to_rgb(out.numpy()), golden["normalize_out"], atol=ATOL, rtol=0)
 
@@ -131,8 +152,11 @@ def test_fused_photometric_equals_the_sequential_ops_on_uint8_images():
         order, alphas = augment.draw_color_jitter(tf.constant([i, 1]), 0.4)
         light = augment.draw_lighting(tf.constant([i, 2]), 0.1)
         x = tf.cast(image, tf.float32) / 255.0
-        ref = augment.normalize(augment.lighting_with_alpha(augment.color_jitter_with_draws(x, order, alphas), light),
-                                COCO_MEAN_RGB, COCO_STD_RGB)
+        ref = augment.normalize(
+            augment.lighting_with_alpha(augment.color_jitter_with_draws(x, order, alphas), light),
+            COCO_MEAN_RGB,
+            COCO_STD_RGB,
+        )
         out = augment.photometric(image, COCO_MEAN_RGB, COCO_STD_RGB, order, alphas, light)
         np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=ATOL, rtol=0)
     plain = augment.photometric(image, COCO_MEAN_RGB, COCO_STD_RGB)
@@ -149,11 +173,17 @@ def test_full_image_crop_resize_clip_match_the_debug_path(golden_targets):
         cropped, boxes, _ = augment.full_image_crop(image, raw[:, :4])
         np.testing.assert_array_equal(boxes.numpy(), g["dets_after_full_image_crop"][b, :n_raw, :4])
         classes = raw[:, 4].astype(np.int32)
-        resized, boxes, classes, _ = augment.resize_full_image(image, raw[:, :4], classes, (511, 511))
+        resized, boxes, classes, _ = augment.resize_full_image(
+            image, raw[:, :4], classes, (511, 511)
+        )
         # float64 and the official ratio order: bit-exact, not merely close.
         np.testing.assert_array_equal(boxes.numpy(), g["dets_input_space"][b, :n_in, :4])
-        np.testing.assert_array_equal(classes.numpy(), g["dets_input_space"][b, :n_in, 4].astype(np.int32))
-        np.testing.assert_array_equal(resized.numpy(), g["images_bgr_nchw_uint8"][b].transpose(1, 2, 0))
+        np.testing.assert_array_equal(
+            classes.numpy(), g["dets_input_space"][b, :n_in, 4].astype(np.int32)
+        )
+        np.testing.assert_array_equal(
+            resized.numpy(), g["images_bgr_nchw_uint8"][b].transpose(1, 2, 0)
+        )
 
 
 def test_full_image_crop_odd_size_leaves_last_row_and_column_zero(golden_targets):
@@ -176,7 +206,9 @@ def test_resize_uint8_identity_and_against_tf_bilinear():
 
 
 def test_clip_detections_drops_degenerate_and_keeps_classes_aligned():
-    boxes = np.array([[-5, -5, 20, 30], [10, 10, 10, 40], [600, 10, 700, 40], [500, 500, 520, 530.5]], np.float64)
+    boxes = np.array(
+        [[-5, -5, 20, 30], [10, 10, 10, 40], [600, 10, 700, 40], [500, 500, 520, 530.5]], np.float64
+    )
     out, classes = augment.clip_detections(boxes, np.array([0, 1, 2, 3], np.int32), (511, 511))
     np.testing.assert_array_equal(classes.numpy(), [0, 3])
     np.testing.assert_array_equal(out.numpy(), [[0, 0, 20, 30], [500, 500, 510, 510]])
@@ -223,10 +255,16 @@ def test_training_chain_equals_composition_of_the_golden_checked_parts():
     classes = np.array([0, 1], np.int32)
     config = _small_config()
     seed = tf.constant([5, 9])
-    out_image, out_boxes, out_classes = augment.augment_for_training(image, boxes, classes, seed, config)
+    out_image, out_boxes, out_classes = augment.augment_for_training(
+        image, boxes, classes, seed, config
+    )
 
-    crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-    scale, ctx, cty = augment.draw_random_crop(crop_seed, image.shape[:2], config.rand_scales, config.border)
+    crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4)
+    )
+    scale, ctx, cty = augment.draw_random_crop(
+        crop_seed, image.shape[:2], config.rand_scales, config.border
+    )
     img, bx = augment.random_crop_with_draws(image, boxes, scale, ctx, cty, config.input_size)
     img, bx = augment.resize_image(img, bx, config.input_size)
     bx, cl = augment.clip_detections(bx, classes, config.input_size)

@@ -46,16 +46,23 @@ def test_every_shipped_config_loads_and_validates(path):
     assert isinstance(config, Config)
     config.validate()
     model = config.model
-    # Input sizes must give maps that the hourglass can halve n times (SPEC.md section 2).
+    # Input sizes must give maps that the hourglass can halve n times (docs/method.md §2).
     map_h, map_w = config.data.output_hw
-    assert map_h % 2**model.depth == 0 and map_w % 2**model.depth == 0, (path.name, config.data.input_size)
+    assert map_h % 2**model.depth == 0 and map_w % 2**model.depth == 0, (
+        path.name,
+        config.data.input_size,
+    )
     assert model.stem_dims[-1] == model.dims[0]
 
 
 def test_hg104_config_is_the_paper_network():
     model = load_config(HG104).model
     assert model == ModelConfig()  # the defaults are CornerNet511
-    assert (model.num_stacks, model.dims, model.modules) == (2, [256, 256, 384, 384, 384, 512], [2, 2, 2, 2, 2, 4])
+    assert (model.num_stacks, model.dims, model.modules) == (
+        2,
+        [256, 256, 384, 384, 384, 512],
+        [2, 2, 2, 2, 2, 4],
+    )
     assert model.bn_epsilon == 1e-5 and model.heat_bias_init == -2.19
 
 
@@ -79,9 +86,13 @@ def test_set_overrides_parse_ints_floats_lists_and_null():
     )
     assert config.model.num_classes == 7 and isinstance(config.model.num_classes, int)
     assert config.train.learning_rate == pytest.approx(0.002)
-    assert config.train.pull_weight == pytest.approx(0.01) and isinstance(config.train.pull_weight, float)
+    assert config.train.pull_weight == pytest.approx(0.01) and isinstance(
+        config.train.pull_weight, float
+    )
     assert config.data.input_size == [127, 255]
-    assert config.data.rand_scales == [0.5, 1.0] and all(isinstance(v, float) for v in config.data.rand_scales)
+    assert config.data.rand_scales == [0.5, 1.0] and all(
+        isinstance(v, float) for v in config.data.rand_scales
+    )
     assert config.model.head_dim is None
     assert config.train.mixed_precision == "mixed_float16"
     assert config.data.flip is False
@@ -195,7 +206,11 @@ def test_shipped_configs_inherit_from_hg104():
     hg104 = load_config(HG104)
     hg52 = load_config(CONFIG_DIR / "cornernet_hg52.yaml")
     assert hg52.model.num_stacks == 1
-    assert hg52.model.dims == hg104.model.dims and hg52.data == hg104.data and hg52.train == hg104.train
+    assert (
+        hg52.model.dims == hg104.model.dims
+        and hg52.data == hg104.data
+        and hg52.train == hg104.train
+    )
     multi = load_config(CONFIG_DIR / "cornernet_hg104_coco_multiscale.yaml")
     assert multi.test.scales == [0.5, 0.75, 1.0, 1.25, 1.5]
     assert multi.test.merge_bbox is True and multi.test.weight_exp == 10
@@ -206,13 +221,26 @@ def test_shipped_configs_inherit_from_hg104():
 def test_base_merges_deeply_and_chains(tmp_path):
     sub = tmp_path / "sub"
     sub.mkdir()
-    _write(tmp_path, "grand.yaml", {"model": {"num_classes": 5, "dims": [8, 16], "modules": [1, 1], "stem_dims": [4, 8]},
-                                    "train": {"batch_size": 3}})
-    _write(sub, "parent.yaml", {"base": "../grand.yaml", "model": {"num_classes": 6}, "train": {"max_steps": 10}})
+    _write(
+        tmp_path,
+        "grand.yaml",
+        {
+            "model": {"num_classes": 5, "dims": [8, 16], "modules": [1, 1], "stem_dims": [4, 8]},
+            "train": {"batch_size": 3},
+        },
+    )
+    _write(
+        sub,
+        "parent.yaml",
+        {"base": "../grand.yaml", "model": {"num_classes": 6}, "train": {"max_steps": 10}},
+    )
     child = _write(sub, "child.yaml", {"base": "parent.yaml", "model": {"cnv_dim": 12}})
     config = load_config(child, ["train.batch_size=4"])
     assert config.model.num_classes == 6  # parent overrides grandparent
-    assert config.model.dims == [8, 16] and config.model.stem_dims == [4, 8]  # kept from grandparent
+    assert config.model.dims == [8, 16] and config.model.stem_dims == [
+        4,
+        8,
+    ]  # kept from grandparent
     assert config.model.cnv_dim == 12
     assert config.train.max_steps == 10 and config.train.batch_size == 4
 
@@ -237,8 +265,16 @@ def test_load_model_config_accepts_every_form(tmp_path):
     from_config = load_model_config(load_config(TINY))
     from_model = load_model_config(from_path)
     from_dict = load_model_config(
-        dict(num_classes=3, num_stacks=1, dims=[32, 48, 64, 96], modules=[1, 1, 1, 2], stem_dims=[16, 32],
-             cnv_dim=48, pool_dim=32, head_dim=32)
+        dict(
+            num_classes=3,
+            num_stacks=1,
+            dims=[32, 48, 64, 96],
+            modules=[1, 1, 1, 2],
+            stem_dims=[16, 32],
+            cnv_dim=48,
+            pool_dim=32,
+            head_dim=32,
+        )
     )
     assert from_path == from_str == from_config == from_model == from_dict
     assert from_model is from_path  # a ModelConfig is used as given
@@ -260,7 +296,13 @@ def test_load_model_config_validates_every_form():
 def test_build_model_accepts_every_form():
     from cornernet_tf import build_model
 
-    sources = [TINY, str(TINY), load_config(TINY), load_model_config(TINY), load_config(TINY).to_dict()["model"]]
+    sources = [
+        TINY,
+        str(TINY),
+        load_config(TINY),
+        load_model_config(TINY),
+        load_config(TINY).to_dict()["model"],
+    ]
     counts = set()
     for source in sources:
         model = build_model(source)

@@ -5,13 +5,16 @@ import importlib.util
 import numpy as np
 import pytest
 import yaml
-
 from conftest import GOLDEN_MODEL_CONFIG, load_golden
 
-from cornernet_tf.convert import WeightMismatchError, load_official_weights, read_official_checkpoint
+from cornernet_tf.convert import (
+    WeightMismatchError,
+    load_official_weights,
+    read_official_checkpoint,
+)
 from cornernet_tf.modeling.cornernet import OUTPUT_KEYS, build_model
 
-ATOL = 2e-4  # golden/README.md: maps atol 2e-4
+ATOL = 2e-4  # tests/data/GOLDEN_README.md: maps atol 2e-4
 GOLDEN_TENSORS = 948  # 1128 state_dict keys less 180 num_batches_tracked
 
 
@@ -39,7 +42,9 @@ def _snapshot(model) -> list:
 
 def _assert_unchanged(model, snapshot) -> None:
     for variable, before in zip(model.weights, snapshot):
-        np.testing.assert_array_equal(variable.numpy(), before, err_msg=f"{variable.path} was modified")
+        np.testing.assert_array_equal(
+            variable.numpy(), before, err_msg=f"{variable.path} was modified"
+        )
 
 
 def _assert_matches_golden(model, golden_io) -> None:
@@ -47,7 +52,9 @@ def _assert_matches_golden(model, golden_io) -> None:
     for stack in range(2):
         for key in OUTPUT_KEYS:
             expected = np.transpose(golden_io[f"train_{key}_map_s{stack}"], (0, 2, 3, 1))
-            np.testing.assert_allclose(outputs[key][stack].numpy(), expected, atol=ATOL, err_msg=f"{key} s{stack}")
+            np.testing.assert_allclose(
+                outputs[key][stack].numpy(), expected, atol=ATOL, err_msg=f"{key} s{stack}"
+            )
 
 
 def _mismatch(model, state) -> str:
@@ -103,7 +110,10 @@ def test_checkpoint_of_another_architecture_is_refused(golden_weights):
     message = _mismatch(tiny, golden_weights)
     assert "missing from the checkpoint (" in message  # the tiny hourglass has other levels
     assert "not in the model (" in message  # e.g. the golden second stack and deeper levels
-    assert "wrong shape (" in message and "pre.0.conv.weight (8, 3, 7, 7) -> model (7, 7, 3, 16)" in message
+    assert (
+        "wrong shape (" in message
+        and "pre.0.conv.weight (8, 3, 7, 7) -> model (7, 7, 3, 16)" in message
+    )
     assert "more)" in message  # long listings are shortened
 
 
@@ -132,7 +142,9 @@ def test_read_npz_checkpoint(tmp_path, golden_weights):
     np.savez(path, **{f"module.{k}": v for k, v in golden_weights.items()})
     state = read_official_checkpoint(str(path))
     assert set(state) == {f"module.{k}" for k in golden_weights}
-    np.testing.assert_array_equal(state["module.pre.0.conv.weight"], golden_weights["pre.0.conv.weight"])
+    np.testing.assert_array_equal(
+        state["module.pre.0.conv.weight"], golden_weights["pre.0.conv.weight"]
+    )
 
 
 def test_read_missing_checkpoint(tmp_path):
@@ -159,7 +171,9 @@ def test_torch_checkpoint_round_trip(tmp_path, model, golden_weights, golden_io)
     for path in (plain, wrapped):
         read = read_official_checkpoint(str(path))
         assert set(read) == set(state)
-        np.testing.assert_array_equal(read["module.cnvs.1.conv.weight"], golden_weights["cnvs.1.conv.weight"])
+        np.testing.assert_array_equal(
+            read["module.cnvs.1.conv.weight"], golden_weights["cnvs.1.conv.weight"]
+        )
         load_official_weights(model, read)
         _assert_matches_golden(model, golden_io)
 
@@ -173,12 +187,24 @@ def _golden_yaml(tmp_path):
     return path
 
 
-def test_convert_command_writes_weights_that_reproduce_the_golden_outputs(tmp_path, capsys, golden_io):
+def test_convert_command_writes_weights_that_reproduce_the_golden_outputs(
+    tmp_path, capsys, golden_io
+):
     from cornernet_tf.cli import main
 
     config = _golden_yaml(tmp_path)
     out = tmp_path / "w.weights.h5"
-    rc = main(["convert", "--official", "tests/data/model_weights.npz", "--config", str(config), "--out", str(out)])
+    rc = main(
+        [
+            "convert",
+            "--official",
+            "tests/data/model_weights.npz",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert f"loaded {GOLDEN_TENSORS} tensors" in capsys.readouterr().out
     assert out.exists()
@@ -192,20 +218,50 @@ def test_convert_command_applies_set_overrides(tmp_path, capsys):
 
     config = _golden_yaml(tmp_path)
     out = tmp_path / "w.weights.h5"
-    args = ["convert", "--official", "tests/data/model_weights.npz", "--config", str(config), "--out", str(out)]
+    args = [
+        "convert",
+        "--official",
+        "tests/data/model_weights.npz",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     assert main(args + ["--set", "model.num_classes=4"]) == 1
     err = capsys.readouterr().err
-    assert "cornernet convert: error:" in err and "tl_heats.0.1.weight" in err and "nothing was loaded" in err
+    assert (
+        "cornernet convert: error:" in err
+        and "tl_heats.0.1.weight" in err
+        and "nothing was loaded" in err
+    )
     assert not out.exists()
 
 
 @pytest.mark.parametrize(
     "args, rc, fragment",
     [
-        (["--official", "tests/data/model_weights.npz", "--out", "w.h5"], 1, "must end with .weights.h5"),
-        (["--official", "missing.pkl", "--out", "w.weights.h5"], 1, "checkpoint not found: missing.pkl"),
-        (["--official", "tests/data/model_weights.npz", "--out", "w.weights.h5", "--set", "model.dims=[1]"], 2,
-         "configuration error"),
+        (
+            ["--official", "tests/data/model_weights.npz", "--out", "w.h5"],
+            1,
+            "must end with .weights.h5",
+        ),
+        (
+            ["--official", "missing.pkl", "--out", "w.weights.h5"],
+            1,
+            "checkpoint not found: missing.pkl",
+        ),
+        (
+            [
+                "--official",
+                "tests/data/model_weights.npz",
+                "--out",
+                "w.weights.h5",
+                "--set",
+                "model.dims=[1]",
+            ],
+            2,
+            "configuration error",
+        ),
     ],
     ids=["bad_suffix", "missing_checkpoint", "bad_config"],
 )

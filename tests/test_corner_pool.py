@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import load_golden
+
 from cornernet_tf.ops import (
     DIRECTIONS,
     IMPLS,
@@ -116,14 +116,18 @@ def test_numpy_reference_reproduces_golden(golden):
         x, g = nhwc(golden[f"case{case}_x"]), nhwc(golden[f"case{case}_g"])
         for d in DIRECTIONS:
             np.testing.assert_array_equal(reference_forward(x, d), nhwc(golden[f"case{case}_{d}"]))
-            np.testing.assert_allclose(reference_backward(x, g, d), nhwc(golden[f"case{case}_grad_{d}"]), atol=1e-5)
+            np.testing.assert_allclose(
+                reference_backward(x, g, d), nhwc(golden[f"case{case}_grad_{d}"]), atol=1e-5
+            )
 
 
 def test_golden_tie_cases_discriminate_tie_rules(golden):
     """Cases 1 and 2 route ties differently from torch.cummax, so passing them proves the rule."""
     for case in (1, 2):
         differs = [
-            not np.allclose(golden[f"case{case}_grad_{d}"], golden[f"case{case}_grad_{d}_cummax_autograd"])
+            not np.allclose(
+                golden[f"case{case}_grad_{d}"], golden[f"case{case}_grad_{d}_cummax_autograd"]
+            )
             for d in DIRECTIONS
         ]
         assert all(differs)
@@ -135,8 +139,12 @@ def test_golden_forward_and_gradient(golden, impl, case):
     x, g = nhwc(golden[f"case{case}_x"]), nhwc(golden[f"case{case}_g"])
     for d in DIRECTIONS:
         y, dx = pool_with_gradient(x, g, d, impl)
-        np.testing.assert_array_equal(y, nhwc(golden[f"case{case}_{d}"]), err_msg=f"{impl} {d} forward")
-        np.testing.assert_allclose(dx, nhwc(golden[f"case{case}_grad_{d}"]), atol=1e-5, err_msg=f"{impl} {d} grad")
+        np.testing.assert_array_equal(
+            y, nhwc(golden[f"case{case}_{d}"]), err_msg=f"{impl} {d} forward"
+        )
+        np.testing.assert_allclose(
+            dx, nhwc(golden[f"case{case}_grad_{d}"]), atol=1e-5, err_msg=f"{impl} {d} grad"
+        )
 
 
 @pytest.mark.parametrize("impl", PORTABLE_IMPLS)
@@ -150,8 +158,12 @@ def test_golden_corner_combinations(golden, impl, case):
             out = corner_pool(x, first, impl=impl) + corner_pool(x2, second, impl=impl)
         dx, dx2 = tape.gradient(out, [x, x2], output_gradients=g)
         np.testing.assert_array_equal(out.numpy(), nhwc(golden[f"case{case}_{corner}"]))
-        np.testing.assert_allclose(dx.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x"]), atol=1e-5)
-        np.testing.assert_allclose(dx2.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x2"]), atol=1e-5)
+        np.testing.assert_allclose(
+            dx.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x"]), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            dx2.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x2"]), atol=1e-5
+        )
 
 
 def test_golden_with_doubling_for_static_sizes(golden, monkeypatch):
@@ -197,7 +209,9 @@ def test_other_float_dtypes(impl, dtype):
 def test_tf_impl_numerical_gradient():
     x = tie_free((1, 3, 4, 2), seed=0)
     for d in DIRECTIONS:
-        theoretical, numerical = tf.test.compute_gradient(lambda v: corner_pool(v, d, impl="tf"), [x], delta=1e-3)
+        theoretical, numerical = tf.test.compute_gradient(
+            lambda v: corner_pool(v, d, impl="tf"), [x], delta=1e-3
+        )
         np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6, err_msg=d)
 
 
@@ -219,7 +233,12 @@ def test_tf_impl_with_dynamic_height_and_width():
     """The SavedModel accepts any image size, so H and W are unknown when the graph is traced."""
     for d in DIRECTIONS:
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None, 3])])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, None, 3]),
+                tf.TensorSpec([None, None, None, 3]),
+            ]
+        )
         def pool_and_grad(x, g):
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -377,7 +396,9 @@ def test_fallback_when_library_unusable(fresh_native_state, tmp_path, problem):
 
     with warnings.catch_warnings():  # only the first fallback warns
         warnings.simplefilter("error", NativeOpFallbackWarning)
-        np.testing.assert_array_equal(corner_pool(x, "left", impl="auto").numpy(), reference_forward(x, "left"))
+        np.testing.assert_array_equal(
+            corner_pool(x, "left", impl="auto").numpy(), reference_forward(x, "left")
+        )
 
     with pytest.raises(NativeOpUnavailableError, match=str(bogus)):
         corner_pool(x, "top", impl="native")
@@ -389,7 +410,9 @@ def test_missing_default_library_names_build_command(fresh_native_state, tmp_pat
     fresh_native_state.delenv(corner_pool_module.LIBRARY_ENV, raising=False)
     from cornernet_tf.ops import build
 
-    fresh_native_state.setattr(build, "KERNEL_DIR", tmp_path)  # an empty folder: nothing built there
+    fresh_native_state.setattr(
+        build, "KERNEL_DIR", tmp_path
+    )  # an empty folder: nothing built there
     with pytest.raises(NativeOpUnavailableError, match=r"python -m cornernet_tf\.ops\.build"):
         corner_pool(np.zeros((1, 2, 2, 1), np.float32), "top", impl="native")
 

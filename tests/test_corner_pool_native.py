@@ -14,9 +14,6 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from cornernet_tf.ops import DIRECTIONS, NativeOpUnavailableError, corner_pool
-from cornernet_tf.ops import build
 from test_corner_pool import (
     CASES,
     RANDOM_SHAPES,
@@ -27,6 +24,8 @@ from test_corner_pool import (
     tie_free,
     with_ties,
 )
+
+from cornernet_tf.ops import DIRECTIONS, NativeOpUnavailableError, build, corner_pool
 
 corner_pool_module = importlib.import_module("cornernet_tf.ops.corner_pool")
 
@@ -101,8 +100,12 @@ def test_golden_corner_combinations(golden, case):
             out = corner_pool(x, first, impl="native") + corner_pool(x2, second, impl="native")
         dx, dx2 = tape.gradient(out, [x, x2], output_gradients=g)
         np.testing.assert_array_equal(out.numpy(), nhwc(golden[f"case{case}_{corner}"]))
-        np.testing.assert_allclose(dx.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x"]), atol=1e-5)
-        np.testing.assert_allclose(dx2.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x2"]), atol=1e-5)
+        np.testing.assert_allclose(
+            dx.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x"]), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            dx2.numpy(), nhwc(golden[f"case{case}_{corner}_grad_x2"]), atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("shape", RANDOM_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -135,7 +138,9 @@ def test_other_float_dtypes(dtype):
 def test_numerical_gradient():
     x = tie_free((2, 4, 5, 3), seed=0)  # float64, no ties: the op is smooth around x
     for d in DIRECTIONS:
-        theoretical, numerical = tf.test.compute_gradient(lambda v: corner_pool(v, d, impl="native"), [x], delta=1e-3)
+        theoretical, numerical = tf.test.compute_gradient(
+            lambda v: corner_pool(v, d, impl="native"), [x], delta=1e-3
+        )
         np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6, err_msg=d)
 
 
@@ -196,7 +201,9 @@ def test_empty_dimensions(shape):
 
 
 def test_xla_with_native_is_a_clear_error():
-    fn = tf.function(lambda x: corner_pool(x, "top", impl="native"), jit_compile=True, autograph=False)
+    fn = tf.function(
+        lambda x: corner_pool(x, "top", impl="native"), jit_compile=True, autograph=False
+    )
     with pytest.raises(NativeOpUnavailableError, match="XLA"):
         fn(tf.zeros((1, 3, 3, 2)))
 
@@ -248,10 +255,20 @@ def test_gpu_kernel_registration_compiles(tmp_path):
         pytest.skip("nvcc not found: no CUDA headers to compile the GPU registration against")
     includes = build.cuda_include_dirs(nvcc)
     if not any((d / "cuda_runtime.h").is_file() for d in includes):
-        pytest.skip(f"cuda_runtime.h not found in the CUDA toolkit of {nvcc} ({build.cuda_root(nvcc)})")
-    cmd = [os.environ.get("CXX", "g++"), "-std=c++17", "-fsyntax-only", "-DGOOGLE_CUDA=1",
-           *[f"-I{d}" for d in includes], f"-I{build.KERNEL_DIR}", "-Wno-deprecated-declarations",
-           str(build.CC_SOURCE), *tf.sysconfig.get_compile_flags()]
+        pytest.skip(
+            f"cuda_runtime.h not found in the CUDA toolkit of {nvcc} ({build.cuda_root(nvcc)})"
+        )
+    cmd = [
+        os.environ.get("CXX", "g++"),
+        "-std=c++17",
+        "-fsyntax-only",
+        "-DGOOGLE_CUDA=1",
+        *[f"-I{d}" for d in includes],
+        f"-I{build.KERNEL_DIR}",
+        "-Wno-deprecated-declarations",
+        str(build.CC_SOURCE),
+        *tf.sysconfig.get_compile_flags(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert proc.returncode == 0, "\n".join(errors[:20])
@@ -283,5 +300,9 @@ def test_gpu_matches_cpu():
                         dx = tape.gradient(y, x, output_gradients=g)
                     results[device] = (y, dx)
                 assert "GPU" in results["/GPU:0"][0].device, "the GPU kernel was not used"
-                np.testing.assert_array_equal(results["/GPU:0"][0].numpy(), results["/CPU:0"][0].numpy())
-                np.testing.assert_array_equal(results["/GPU:0"][1].numpy(), results["/CPU:0"][1].numpy())
+                np.testing.assert_array_equal(
+                    results["/GPU:0"][0].numpy(), results["/CPU:0"][0].numpy()
+                )
+                np.testing.assert_array_equal(
+                    results["/GPU:0"][1].numpy(), results["/CPU:0"][1].numpy()
+                )

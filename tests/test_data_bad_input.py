@@ -47,14 +47,33 @@ def bad_dataset(tmp_path_factory):
     Image.fromarray(_rgb(7)).save(img_dir / "crowded.png")
     Image.fromarray(_rgb(8)).save(img_dir / "boxes.png")
 
-    names = ["good.png", "gray.png", "rgba.png", "deep16.png", "cmyk.jpg", "corrupt.jpg", "truncated.jpg",
-             "missing.png", "small.png", "crowded.png", "boxes.png"]
+    names = [
+        "good.png",
+        "gray.png",
+        "rgba.png",
+        "deep16.png",
+        "cmyk.jpg",
+        "corrupt.jpg",
+        "truncated.jpg",
+        "missing.png",
+        "small.png",
+        "crowded.png",
+        "boxes.png",
+    ]
     images = [{"id": i + 1, "file_name": n, "width": W, "height": H} for i, n in enumerate(names)]
     ids = {n: i + 1 for i, n in enumerate(names)}
     anns = []
 
     def ann(image, bbox, cat=1, iscrowd=0):
-        anns.append(dict(id=len(anns) + 1000, image_id=ids[image], category_id=cat, bbox=bbox, iscrowd=iscrowd))
+        anns.append(
+            dict(
+                id=len(anns) + 1000,
+                image_id=ids[image],
+                category_id=cat,
+                bbox=bbox,
+                iscrowd=iscrowd,
+            )
+        )
         return anns[-1]["id"]
 
     for n in names[:9]:
@@ -102,8 +121,13 @@ def test_load_time_repairs_and_reports(bad_dataset):
     np.testing.assert_allclose(small.boxes, [[2.5, 3.0, 12.5, 10.5]])
     assert r.counts["images_size_repaired"] == 1
     # Annotation defects, each with its annotation id.
-    for kind, key in [("invalid_bbox", "negative"), ("box_outside", "outside"), ("unknown_category", "unknown_cat"),
-                      ("zero_area", "zero"), ("invalid_bbox", "nan")]:
+    for kind, key in [
+        ("invalid_bbox", "negative"),
+        ("box_outside", "outside"),
+        ("unknown_category", "unknown_cat"),
+        ("zero_area", "zero"),
+        ("invalid_bbox", "nan"),
+    ]:
         assert special[key] in [p.annotation_id for p in _problems(r, kind)], kind
     assert r.counts["boxes_dropped_invalid"] == 2
     assert r.counts["boxes_dropped_outside"] == 1
@@ -118,7 +142,9 @@ def test_load_time_repairs_and_reports(bad_dataset):
     assert r.counts["images_over_max_objects"] == 1
     assert "crowded.png" in _problems(r, "too_many_objects")[0].file
     # Every listed annotation is accounted for.
-    accounted = sum(r.counts[k] for k in r.counts if k.startswith("boxes_") and k != "boxes_clipped")
+    accounted = sum(
+        r.counts[k] for k in r.counts if k.startswith("boxes_") and k != "boxes_clipped"
+    )
     assert accounted == r.counts["boxes"]
     summary = r.summary()
     assert "missing.png" in summary and "annotation id" in summary
@@ -132,9 +158,17 @@ def test_decode_scan_also_finds_truncated_files(bad_dataset):
 
 
 def _config(path, img_dir, **kw):
-    fields = dict(val_annotations=str(path), val_images=str(img_dir), train_annotations=str(path),
-                  train_images=str(img_dir), input_size=[31, 31], border=8, seed=1, deterministic=True,
-                  num_parallel_calls=2)
+    fields = dict(
+        val_annotations=str(path),
+        val_images=str(img_dir),
+        train_annotations=str(path),
+        train_images=str(img_dir),
+        input_size=[31, 31],
+        border=8,
+        seed=1,
+        deterministic=True,
+        num_parallel_calls=2,
+    )
     fields.update(kw)
     return DataConfig(**fields)
 
@@ -166,13 +200,19 @@ def test_training_goes_on_past_broken_files_without_a_scan(bad_dataset):
     ds = build_dataset(config, training=True, batch_size=4, source=source)
     batches = [b for b in ds.take(6)]  # 24 images: more than two epochs of the 8 readable ones
     ids = np.concatenate([t["image_id"].numpy() for _, t in batches])
-    bad_ids = {r.image_id for r in source.records if r.file_name in ("missing.png", "corrupt.jpg", "truncated.jpg")}
+    bad_ids = {
+        r.image_id
+        for r in source.records
+        if r.file_name in ("missing.png", "corrupt.jpg", "truncated.jpg")
+    }
     assert not set(ids) & bad_ids
     assert len(set(ids)) == 8
     skipped = {p.file.split("/")[-1] for p in source.report.problems_of("undecodable")}
     assert skipped == {"missing.png", "corrupt.jpg", "truncated.jpg"}
     assert source.report.counts["runtime_images_skipped"] >= 3  # once per epoch reached
-    missing = [p for p in source.report.problems_of("undecodable") if p.file.endswith("missing.png")][0]
+    missing = [
+        p for p in source.report.problems_of("undecodable") if p.file.endswith("missing.png")
+    ][0]
     assert "not found" in missing.message
     # The 16-bit, CMYK... images made it through augmentation and encoding.
     assert all(np.isfinite(im.numpy()).all() for im, _ in batches)
@@ -205,8 +245,15 @@ def test_more_than_max_objects_keeps_the_first_ones_and_counts_the_rest(bad_data
 def test_unusable_dataset_is_an_error_naming_the_file(tmp_path):
     (tmp_path / "img").mkdir()
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "nope.png"}], "annotations": [],
-                                "categories": [{"id": 1, "name": "x"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "nope.png"}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
     with pytest.raises(DatasetError, match="no usable image") as info:
         load_coco(path, tmp_path / "img")
     assert info.value.report.problems_of("missing")[0].file.endswith("nope.png")

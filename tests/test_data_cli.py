@@ -10,8 +10,26 @@ from cornernet_tf.cli import main
 @pytest.fixture(scope="module")
 def shapes_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "shapes"
-    assert main(["data", "shapes", "--out", str(out), "--num-images", "6", "--seed", "3", "--size", "64", "80",
-                 "--splits", "train=4,val=2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "shapes",
+                "--out",
+                str(out),
+                "--num-images",
+                "6",
+                "--seed",
+                "3",
+                "--size",
+                "64",
+                "80",
+                "--splits",
+                "train=4,val=2",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -24,8 +42,14 @@ def test_shapes_command_writes_splits(shapes_out, capsys):
 
 
 def test_check_command_summary_and_exit_codes(shapes_out, tmp_path, capsys):
-    args = ["data", "check", "--annotations", str(shapes_out / "train" / "annotations.json"),
-            "--images", str(shapes_out / "train" / "images")]
+    args = [
+        "data",
+        "check",
+        "--annotations",
+        str(shapes_out / "train" / "annotations.json"),
+        "--images",
+        str(shapes_out / "train" / "images"),
+    ]
     assert main(args + ["--json", str(tmp_path / "report.json")]) == 0
     text = capsys.readouterr().out
     assert "4 images" in text and "boxes per class" in text and "rectangle" in text
@@ -37,7 +61,14 @@ def test_check_command_summary_and_exit_codes(shapes_out, tmp_path, capsys):
     data["annotations"][0]["bbox"][2] = -3
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(data))
-    bad_args = ["data", "check", "--annotations", str(broken), "--images", str(shapes_out / "train" / "images")]
+    bad_args = [
+        "data",
+        "check",
+        "--annotations",
+        str(broken),
+        "--images",
+        str(shapes_out / "train" / "images"),
+    ]
     assert main(bad_args) == 0
     text = capsys.readouterr().out
     assert f"annotation id {data['annotations'][0]['id']}" in text and "negative width" in text
@@ -48,8 +79,15 @@ def test_check_command_summary_and_exit_codes(shapes_out, tmp_path, capsys):
     assert main(bad_args) == 1
     captured = capsys.readouterr()
     assert "not valid JSON" in captured.out and "FAILED" in captured.err
-    broken.write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.png"}], "annotations": [],
-                                  "categories": [{"id": 1, "name": "x"}]}))
+    broken.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "gone.png"}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
     assert main(bad_args) == 1
     out = capsys.readouterr().out
     assert "FATAL" in out and "gone.png" in out
@@ -57,10 +95,28 @@ def test_check_command_summary_and_exit_codes(shapes_out, tmp_path, capsys):
 
 def test_to_tfrecord_command(shapes_out, tmp_path, capsys):
     prefix = tmp_path / "rec" / "train"
-    assert main(["data", "to-tfrecord", "--annotations", str(shapes_out / "train" / "annotations.json"),
-                 "--images", str(shapes_out / "train" / "images"), "--out", str(prefix), "--num-shards", "2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "to-tfrecord",
+                "--annotations",
+                str(shapes_out / "train" / "annotations.json"),
+                "--images",
+                str(shapes_out / "train" / "images"),
+                "--out",
+                str(prefix),
+                "--num-shards",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in prefix.parent.iterdir()) == [
-        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "train.info.json"]
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+        "train.info.json",
+    ]
     assert json.loads((prefix.parent / "train.info.json").read_text())["num_images"] == 4
 
 

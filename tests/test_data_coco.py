@@ -24,13 +24,28 @@ def coco(tmp_path):
             {"id": 40},  # no file_name
         ],
         "annotations": [
-            {"id": 1, "image_id": 10, "category_id": 90, "bbox": [1.25, 2.5, 10.1, 20.7], "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 10,
+                "category_id": 90,
+                "bbox": [1.25, 2.5, 10.1, 20.7],
+                "iscrowd": 0,
+            },
             {"id": 2, "image_id": 10, "category_id": 5, "bbox": [30, 10, 5, 5], "iscrowd": 0},
             {"id": 3, "image_id": 10, "category_id": 2, "bbox": [0, 0, 60, 40], "iscrowd": 1},
-            {"id": 4, "image_id": 20, "category_id": 2, "bbox": [-4, 30, 20, 20]},  # clipped at both sides
+            {
+                "id": 4,
+                "image_id": 20,
+                "category_id": 2,
+                "bbox": [-4, 30, 20, 20],
+            },  # clipped at both sides
             {"id": 5, "image_id": 99, "category_id": 2, "bbox": [1, 1, 2, 2]},  # unknown image
         ],
-        "categories": [{"id": 5, "name": "five"}, {"id": 2, "name": "two"}, {"id": 90, "name": "ninety"}],
+        "categories": [
+            {"id": 5, "name": "five"},
+            {"id": 2, "name": "two"},
+            {"id": 90, "name": "ninety"},
+        ],
     }
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(data))

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import load_golden
 from PIL import Image
 
 from cornernet_tf.config import ConfigError, DataConfig, ModelConfig
@@ -15,8 +16,6 @@ from cornernet_tf.data.records import ImageRecord
 from cornernet_tf.data.report import DatasetReport
 from cornernet_tf.data.shapes import generate_shapes
 from cornernet_tf.targets import encode_targets
-
-from conftest import load_golden
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,9 @@ def test_validation_elements_are_the_unaugmented_image_and_its_targets(shapes_di
     source = load_source(config, training=False)
     record = source.records[0]
     image = np.asarray(Image.open(record.path).convert("RGB"))
-    resized, boxes, classes, _ = augment.resize_full_image(image, record.boxes, record.classes, config.input_size)
+    resized, boxes, classes, _ = augment.resize_full_image(
+        image, record.boxes, record.classes, config.input_size
+    )
     expected = encode_targets(boxes, classes, config.input_size, config.output_hw, 3)
     got_image, targets = take(build_dataset(config, training=False, source=source), 1)[0]
     for key, value in expected.items():
@@ -126,7 +127,9 @@ def test_input_context_shards_and_splits_the_batch(shapes_dir):
     config = small_config(shapes_dir)
     seen = []
     for pipeline_id in range(2):
-        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
+        )
         batches = take(build_dataset(config, training=False, batch_size=4, input_context=ctx), 100)
         assert all(len(t["image_id"]) <= 2 for _, t in batches)  # per-replica batch = 4 / 2
         seen.append(set(np.concatenate([t["image_id"] for _, t in batches])))
@@ -163,14 +166,21 @@ def test_source_selection_errors():
     with pytest.raises(ConfigError, match="no training data"):
         build_dataset(DataConfig(), True)
     with pytest.raises(ConfigError, match="only one"):
-        build_dataset(DataConfig(train_annotations="a.json", train_images="x", tfds_name="coco/2017"), True)
+        build_dataset(
+            DataConfig(train_annotations="a.json", train_images="x", tfds_name="coco/2017"), True
+        )
     with pytest.raises(ConfigError, match="no validation data"):
         load_source(DataConfig(train_annotations="a.json", train_images="x"), training=False)
     # Explicit validation files win over the dataset name shared with training.
     with pytest.raises(FileNotFoundError, match="val.json"):
-        load_source(DataConfig(tfds_name="coco/2017", val_annotations="val.json", val_images="."), training=False)
+        load_source(
+            DataConfig(tfds_name="coco/2017", val_annotations="val.json", val_images="."),
+            training=False,
+        )
     with pytest.raises(ConfigError, match="data.seed"):
-        build_dataset(DataConfig(train_annotations="a.json", train_images="x", deterministic=True), True)
+        build_dataset(
+            DataConfig(train_annotations="a.json", train_images="x", deterministic=True), True
+        )
 
 
 def test_eval_dataset_geometry_maps_back_to_original_boxes(shapes_dir):
@@ -185,12 +195,17 @@ def test_eval_dataset_geometry_maps_back_to_original_boxes(shapes_dir):
             n = batch["num_boxes"][b]
             assert (batch["classes"][b, n:] == -1).all()
             np.testing.assert_array_equal(batch["original_size"][b], [96, 128])
-            back = batch["boxes"][b, :n] / batch["ratio"][b][[1, 0, 1, 0]] - batch["border"][b][[1, 0, 1, 0]]
+            back = (
+                batch["boxes"][b, :n] / batch["ratio"][b][[1, 0, 1, 0]]
+                - batch["border"][b][[1, 0, 1, 0]]
+            )
             # Boxes only move by the final clip to size - 1 (at most one input pixel).
             assert np.abs(back - record.boxes).max() <= 1.0 / batch["ratio"][b].min() + 1e-4
     originals = take(build_eval_dataset(config, resize=False, source=source), 10)
     assert [o["image"].shape for o in originals] == [(96, 128, 3)] * 4
-    np.testing.assert_allclose(originals[0]["boxes"], records[originals[0]["image_id"]].boxes, atol=1e-4)
+    np.testing.assert_allclose(
+        originals[0]["boxes"], records[originals[0]["image_id"]].boxes, atol=1e-4
+    )
 
 
 def test_golden_debug_path_end_to_end(tmp_path):
@@ -203,13 +218,23 @@ def test_golden_debug_path_end_to_end(tmp_path):
         path = tmp_path / f"{b}.png"
         Image.fromarray(g[f"raw_image_{b}_bgr_hwc_uint8"][..., ::-1]).save(path)
         h, w = (int(v) for v in g["raw_image_hw"][b])
-        records.append(ImageRecord(b + 1, str(path), path.name, h, w, dets[:, :4], dets[:, 4].astype(np.int32) - 1))
-    source = DataSource("coco", DatasetInfo.from_names(["a", "b", "c"]), DatasetReport("golden"), records=records)
+        records.append(
+            ImageRecord(
+                b + 1, str(path), path.name, h, w, dets[:, :4], dets[:, 4].astype(np.int32) - 1
+            )
+        )
+    source = DataSource(
+        "coco", DatasetInfo.from_names(["a", "b", "c"]), DatasetReport("golden"), records=records
+    )
     config = DataConfig(input_size=[511, 511], output_size=[128, 128], seed=0, deterministic=True)
     ds = build_dataset(config, training=False, batch_size=2, source=source)
     images, targets = take(ds, 1)[0]
-    np.testing.assert_allclose(targets["tl_heatmap"], g["tl_heatmaps"].transpose(0, 2, 3, 1), atol=1e-6, rtol=0)
-    np.testing.assert_allclose(targets["br_heatmap"], g["br_heatmaps"].transpose(0, 2, 3, 1), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        targets["tl_heatmap"], g["tl_heatmaps"].transpose(0, 2, 3, 1), atol=1e-6, rtol=0
+    )
+    np.testing.assert_allclose(
+        targets["br_heatmap"], g["br_heatmaps"].transpose(0, 2, 3, 1), atol=1e-6, rtol=0
+    )
     np.testing.assert_allclose(targets["tl_regr"], g["tl_regrs"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(targets["br_regr"], g["br_regrs"], atol=1e-6, rtol=0)
     np.testing.assert_array_equal(targets["tl_tag"], g["tl_tags"])

@@ -13,7 +13,9 @@ def test_boxes_are_the_tight_visible_extent_and_occlusion_is_partial():
     config = shapes.ShapesConfig(size=(96, 128), noise=0.0)
     overlaps = 0
     for i in range(40):
-        image, objects, masks = shapes.render_image(np.random.default_rng([3, i]), config, return_masks=True)
+        image, objects, masks = shapes.render_image(
+            np.random.default_rng([3, i]), config, return_masks=True
+        )
         assert image.shape == (96, 128, 3) and image.dtype == np.uint8
         assert 1 <= len(objects) <= config.max_objects
         union = np.zeros((96, 128), bool)
@@ -28,7 +30,7 @@ def test_boxes_are_the_tight_visible_extent_and_occlusion_is_partial():
             union |= mask
             assert 0 <= obj.category < config.num_classes
         overlaps += any(
-            _overlap(a.bbox, b.bbox) for j, a in enumerate(objects) for b in objects[j + 1:]
+            _overlap(a.bbox, b.bbox) for j, a in enumerate(objects) for b in objects[j + 1 :]
         )
     assert overlaps >= 5  # overlapping boxes do occur
 
@@ -60,13 +62,24 @@ def test_four_classes_include_the_cross():
         seen |= {o.category for o in objects}
     assert seen == {0, 1, 2, 3}
     cross = shapes._shape_mask("cross", 30, 20, np.random.default_rng(0))
-    assert cross.any(axis=0).all() and cross.any(axis=1).all() and not cross[0, 0] and not cross[-1, -1]
+    assert (
+        cross.any(axis=0).all()
+        and cross.any(axis=1).all()
+        and not cross[0, 0]
+        and not cross[-1, -1]
+    )
 
 
 def test_generate_is_deterministic_per_seed_and_writes_coco(tmp_path):
-    a = shapes.generate_shapes(str(tmp_path / "a"), 6, seed=4, size=(64, 80), splits="train=0.5,val=0.5")
-    b = shapes.generate_shapes(str(tmp_path / "b"), 6, seed=4, size=(64, 80), splits="train=0.5,val=0.5")
-    c = shapes.generate_shapes(str(tmp_path / "c"), 6, seed=5, size=(64, 80), splits="train=0.5,val=0.5")
+    a = shapes.generate_shapes(
+        str(tmp_path / "a"), 6, seed=4, size=(64, 80), splits="train=0.5,val=0.5"
+    )
+    b = shapes.generate_shapes(
+        str(tmp_path / "b"), 6, seed=4, size=(64, 80), splits="train=0.5,val=0.5"
+    )
+    c = shapes.generate_shapes(
+        str(tmp_path / "c"), 6, seed=5, size=(64, 80), splits="train=0.5,val=0.5"
+    )
     for split in ("train", "val"):
         ja, jb, jc = (json.load(open(x[split])) for x in (a, b, c))
         assert ja == jb and ja["annotations"] != jc["annotations"]
@@ -81,7 +94,11 @@ def test_generate_is_deterministic_per_seed_and_writes_coco(tmp_path):
     ann_ids = [x["id"] for x in train["annotations"] + val["annotations"]]
     assert len(set(ids)) == 6 and len(set(ann_ids)) == len(ann_ids)
     for ann in train["annotations"]:
-        assert ann["iscrowd"] == 0 and ann["area"] > 0 and ann["area"] <= ann["bbox"][2] * ann["bbox"][3]
+        assert (
+            ann["iscrowd"] == 0
+            and ann["area"] > 0
+            and ann["area"] <= ann["bbox"][2] * ann["bbox"][3]
+        )
     # It loads cleanly with our reader: no problem at all.
     ds = load_coco(a["train"], tmp_path / "a" / "train" / "images", scan="decode")
     assert not ds.report.problems and len(ds) == 3
@@ -89,9 +106,11 @@ def test_generate_is_deterministic_per_seed_and_writes_coco(tmp_path):
 
 def test_splits_do_not_change_the_images(tmp_path):
     one = shapes.generate_shapes(str(tmp_path / "one"), 4, seed=2, size=(32, 32))
-    two = shapes.generate_shapes(str(tmp_path / "two"), 4, seed=2, size=(32, 32), splits={"x": 1, "y": 3})
+    shapes.generate_shapes(str(tmp_path / "two"), 4, seed=2, size=(32, 32), splits={"x": 1, "y": 3})
     assert set(one) == {"train"}
-    assert (tmp_path / "one/train/images/000002.png").read_bytes() == (tmp_path / "two/y/images/000002.png").read_bytes()
+    assert (tmp_path / "one/train/images/000002.png").read_bytes() == (
+        tmp_path / "two/y/images/000002.png"
+    ).read_bytes()
 
 
 def test_parallel_workers_give_the_same_dataset(tmp_path):
@@ -112,15 +131,30 @@ def test_jpeg_output(tmp_path):
 
 def test_parse_splits():
     assert shapes.parse_splits("train=0.8,val=0.2", 10) == {"train": 8, "val": 2}
-    assert shapes.parse_splits("train=0.5,val=0.25,test=0.25", 7) == {"train": 4, "val": 1, "test": 2}
+    assert shapes.parse_splits("train=0.5,val=0.25,test=0.25", 7) == {
+        "train": 4,
+        "val": 1,
+        "test": 2,
+    }
     assert shapes.parse_splits("train=8,val=2", None) == {"train": 8, "val": 2}
     assert shapes.parse_splits(None, 5) == {"train": 5}
-    for bad, n in [("train=0.5,val=0.2", 10), ("train", 10), ("train=x", 10), ("train=8,val=2", 11), (None, None)]:
+    for bad, n in [
+        ("train=0.5,val=0.2", 10),
+        ("train", 10),
+        ("train=x", 10),
+        ("train=8,val=2", 11),
+        (None, None),
+    ]:
         with pytest.raises(ValueError):
             shapes.parse_splits(bad, n)
 
 
 def test_config_validation():
-    for bad in [dict(size=(8, 8)), dict(num_classes=5), dict(min_size=0.7, max_size=0.6), dict(max_objects=0)]:
+    for bad in [
+        dict(size=(8, 8)),
+        dict(num_classes=5),
+        dict(min_size=0.7, max_size=0.6),
+        dict(max_objects=0),
+    ]:
         with pytest.raises(ValueError):
             shapes.ShapesConfig(**bad).validate()

@@ -91,20 +91,34 @@ def test_source_elements_convert_boxes_and_drop_crowd(mocked):
 
 
 def test_to_source_element_without_crowd_field():
-    example = {"image": tf.constant(b""), "image/id": tf.constant(7, tf.int64),
-               "objects": {"bbox": tf.constant([[0.1, 0.2, 0.3, 0.4]]), "label": tf.constant([2], tf.int64)}}
+    example = {
+        "image": tf.constant(b""),
+        "image/id": tf.constant(7, tf.int64),
+        "objects": {
+            "bbox": tf.constant([[0.1, 0.2, 0.3, 0.4]]),
+            "label": tf.constant([2], tf.int64),
+        },
+    }
     el = to_source_element(example)
     np.testing.assert_allclose(el["boxes"].numpy(), [[0.2, 0.1, 0.4, 0.3]], atol=1e-7)
     assert el["name"].numpy() == b"7"
 
 
 def test_pipeline_on_tfds_source(mocked):
-    config = DataConfig(tfds_name="coco/2017", input_size=[63, 63], border=8, seed=2, deterministic=True,
-                        num_parallel_calls=2)
+    config = DataConfig(
+        tfds_name="coco/2017",
+        input_size=[63, 63],
+        border=8,
+        seed=2,
+        deterministic=True,
+        num_parallel_calls=2,
+    )
     originals = list(build_eval_dataset(config, resize=False).as_numpy_iterator())
     assert [o["image"].shape for o in originals] == [(H, W, 3)] * 3
     np.testing.assert_array_equal(originals[0]["image"], _jpeg(0)[0])
-    np.testing.assert_allclose(originals[0]["boxes"], EXAMPLES[0][1], atol=1e-3)  # pixels after decoding
+    np.testing.assert_allclose(
+        originals[0]["boxes"], EXAMPLES[0][1], atol=1e-3
+    )  # pixels after decoding
     ds = build_dataset(config, training=True, batch_size=2)
     assert ds.dataset_info.category_ids == COCO_CATEGORY_IDS
     images, targets = next(iter(ds))

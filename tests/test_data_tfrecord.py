@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf.config import ConfigError, DataConfig
-from cornernet_tf.data import build_dataset, load_coco, load_source
-from cornernet_tf.data import tfrecord
+from cornernet_tf.data import build_dataset, load_coco, load_source, tfrecord
 from cornernet_tf.data.shapes import generate_shapes
 
 
@@ -26,7 +25,9 @@ def shards(tmp_path_factory):
 
 def test_shard_names_and_info(shards):
     ds, prefix, paths = shards
-    assert [p.split("/")[-1] for p in paths] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
+    assert [p.split("/")[-1] for p in paths] == [
+        f"train-0000{i}-of-00003.tfrecord" for i in range(3)
+    ]
     meta = json.load(open(prefix + ".info.json"))
     assert meta["num_images"] == 6 and meta["class_names"] == ["rectangle", "ellipse", "triangle"]
     assert tfrecord.info_path_for(paths[1]) == prefix + ".info.json"
@@ -35,8 +36,10 @@ def test_shard_names_and_info(shards):
 
 def test_round_trip_is_exact(shards):
     ds, prefix, paths = shards
-    parsed = [tf.nest.map_structure(lambda t: t.numpy(), tfrecord.parse_example(x))
-              for x in tf.data.TFRecordDataset(paths)]
+    parsed = [
+        tf.nest.map_structure(lambda t: t.numpy(), tfrecord.parse_example(x))
+        for x in tf.data.TFRecordDataset(paths)
+    ]
     assert [p["image_id"] for p in parsed] == [r.image_id for r in ds.records]
     for p, r in zip(parsed, ds.records):
         np.testing.assert_array_equal(p["boxes"], r.boxes)  # bit-exact float64
@@ -52,10 +55,17 @@ def test_pipeline_from_shards_equals_pipeline_from_json(shards):
     from cornernet_tf.data.pipeline import DataSource
 
     json_source = DataSource("coco", ds.info, ds.report, records=ds.records)
-    from_json = {int(t["image_id"]): (im, t) for im, t in
-                 build_dataset(base, training=False, source=json_source).as_numpy_iterator()}
-    config = DataConfig(val_tfrecords=prefix + "-*.tfrecord", input_size=[63, 63], seed=0, deterministic=True,
-                        num_parallel_calls=2)
+    from_json = {
+        int(t["image_id"]): (im, t)
+        for im, t in build_dataset(base, training=False, source=json_source).as_numpy_iterator()
+    }
+    config = DataConfig(
+        val_tfrecords=prefix + "-*.tfrecord",
+        input_size=[63, 63],
+        seed=0,
+        deterministic=True,
+        num_parallel_calls=2,
+    )
     shard_ds = build_dataset(config, training=False)
     assert shard_ds.dataset_info == ds.info
     from_shards = {int(t["image_id"]): (im, t) for im, t in shard_ds.as_numpy_iterator()}
@@ -67,10 +77,20 @@ def test_pipeline_from_shards_equals_pipeline_from_json(shards):
 
 def test_training_from_shards_with_input_context_and_class_subset(shards):
     _, prefix, _ = shards
-    config = DataConfig(train_tfrecords=prefix + "-*.tfrecord", input_size=[31, 31], border=8, seed=3,
-                        deterministic=True, class_names=["triangle", "rectangle"], num_parallel_calls=2)
+    config = DataConfig(
+        train_tfrecords=prefix + "-*.tfrecord",
+        input_size=[31, 31],
+        border=8,
+        seed=3,
+        deterministic=True,
+        class_names=["triangle", "rectangle"],
+        num_parallel_calls=2,
+    )
     source = load_source(config, training=True)
-    assert source.info.class_names == ("triangle", "rectangle") and source.info.category_ids == (3, 1)
+    assert source.info.class_names == ("triangle", "rectangle") and source.info.category_ids == (
+        3,
+        1,
+    )
     assert source.num_images == 6
     ids = []
     for pipeline_id in range(3):

@@ -56,7 +56,9 @@ def test_decode_matches_official(golden, setting):
 def test_topk_intermediates(golden, setting, corner):
     kwargs = SETTINGS[setting]
     heat = tf.constant(golden[f"{corner}_heat"].transpose(0, 2, 3, 1))
-    scores, inds, classes, ys, xs, valid = topk_corners(heatmap_nms(tf.sigmoid(heat), kwargs["kernel"]), kwargs["K"])
+    scores, inds, classes, ys, xs, valid = topk_corners(
+        heatmap_nms(tf.sigmoid(heat), kwargs["kernel"]), kwargs["K"]
+    )
     prefix = f"{setting}_{corner}_topk_"
     np.testing.assert_allclose(scores.numpy(), golden[prefix + "scores"], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(inds.numpy(), golden[prefix + "inds"])  # pixel index, not C·H·W
@@ -78,7 +80,10 @@ def test_planted_pairs(golden):
     with embedding distance exactly 0.5 are kept (the test is '>')."""
     dets = decode(*_inputs(golden), **SETTINGS["main"]).numpy()
     valid1 = dets[1][dets[1, :, 4] > -1]
-    same_pixel = valid1[(np.floor(valid1[:, 0]) == np.floor(valid1[:, 2])) & (np.floor(valid1[:, 1]) == np.floor(valid1[:, 3]))]
+    same_pixel = valid1[
+        (np.floor(valid1[:, 0]) == np.floor(valid1[:, 2]))
+        & (np.floor(valid1[:, 1]) == np.floor(valid1[:, 3]))
+    ]
     assert len(same_pixel) >= 1
     for b in range(2):
         valid = dets[b][dets[b, :, 4] > -1]
@@ -115,7 +120,10 @@ def _numpy_reference(maps, K, kernel, ae_threshold):
         h, w, c = p.shape
         pad = (kernel - 1) // 2
         padded = np.pad(p, ((pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
-        hmax = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(kernel) for dx in range(kernel)], axis=0)
+        hmax = np.max(
+            [padded[dy : dy + h, dx : dx + w] for dy in range(kernel) for dx in range(kernel)],
+            axis=0,
+        )
         p = np.where(hmax == p, p, 0.0)
         flat = p.transpose(2, 0, 1).reshape(-1)
         order = np.argsort(-flat, kind="stable")[:K]
@@ -146,7 +154,9 @@ def test_tiny_map_with_fewer_cells_than_k():
         rng.uniform(0, 1, (h, w, 2)).astype(np.float32),
         rng.uniform(0, 1, (h, w, 2)).astype(np.float32),
     ]
-    dets = decode(*[tf.constant(m[None]) for m in maps], K=30, kernel=1, ae_threshold=0.5, num_dets=1000).numpy()[0]
+    dets = decode(
+        *[tf.constant(m[None]) for m in maps], K=30, kernel=1, ae_threshold=0.5, num_dets=1000
+    ).numpy()[0]
     assert dets.shape == (1000, 8)
     expected = _numpy_reference(maps, K=30, kernel=1, ae_threshold=0.5)
     valid = dets[dets[:, 4] > -1]
@@ -161,7 +171,8 @@ def test_decode_outputs_uses_last_stack(golden):
     inputs = _inputs(golden)
     outputs = {name: [tf.zeros_like(t), t] for name, t in zip(NAMES, inputs)}
     np.testing.assert_array_equal(
-        decode_outputs(outputs, **SETTINGS["defaults"]).numpy(), decode(*inputs, **SETTINGS["defaults"]).numpy()
+        decode_outputs(outputs, **SETTINGS["defaults"]).numpy(),
+        decode(*inputs, **SETTINGS["defaults"]).numpy(),
     )
 
 

@@ -50,8 +50,12 @@ def images(tmp_path_factory):
 
 
 def test_read_image_converts_and_reports(images):
-    for name, shape, note in (("rgb.png", (70, 90, 3), None), ("gray.jpg", (60, 50, 3), "L -> RGB"),
-                              ("rgba.png", (40, 64, 3), "RGBA -> RGB"), ("deep.png", (30, 40, 3), "I;16 -> RGB")):
+    for name, shape, note in (
+        ("rgb.png", (70, 90, 3), None),
+        ("gray.jpg", (60, 50, 3), "L -> RGB"),
+        ("rgba.png", (40, 64, 3), "RGBA -> RGB"),
+        ("deep.png", (30, 40, 3), "I;16 -> RGB"),
+    ):
         image, got = read_image(str(images / name))
         assert image.shape == shape and image.dtype == np.uint8, name
         assert got == note, name
@@ -63,8 +67,16 @@ def test_read_image_converts_and_reports(images):
 
 def test_list_images(images, tmp_path):
     files = [os.path.basename(p) for p in list_images([str(images)])]
-    assert files == ["broken.jpg", "deep.png", "gray.jpg", "rgb.png", "rgba.png"]  # sorted, .txt left out
-    assert list_images([str(images / "notes.txt")]) == [str(images / "notes.txt")]  # named files are tried
+    assert files == [
+        "broken.jpg",
+        "deep.png",
+        "gray.jpg",
+        "rgb.png",
+        "rgba.png",
+    ]  # sorted, .txt left out
+    assert list_images([str(images / "notes.txt")]) == [
+        str(images / "notes.txt")
+    ]  # named files are tried
     with pytest.raises(ValueError, match="no image files in folder"):
         list_images([str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="image or folder not found"):
@@ -78,13 +90,35 @@ def test_detect_writes_json_png_and_heatmaps(weights, images, tmp_path, capsys):
     names.write_text("rectangle\nellipse\ntriangle\n")
     out = tmp_path / "out"
     # fewer pairs per view keep the soft-NMS of a grouping-everything network quick
-    rc = main(["detect", "--config", TINY, "--set", "test.num_dets=100", "--weights", weights, str(images),
-               "--out", str(out), "--score-threshold", "0.05", "--heatmaps", "--class-names", str(names)])
+    rc = main(
+        [
+            "detect",
+            "--config",
+            TINY,
+            "--set",
+            "test.num_dets=100",
+            "--weights",
+            weights,
+            str(images),
+            "--out",
+            str(out),
+            "--score-threshold",
+            "0.05",
+            "--heatmaps",
+            "--class-names",
+            str(names),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0
     assert "1 skipped" in captured.err and "broken.jpg" in captured.err
     assert "converted to RGB" in captured.out
-    for stem, (h, w) in {"rgb": (70, 90), "gray": (60, 50), "rgba": (40, 64), "deep": (30, 40)}.items():
+    for stem, (h, w) in {
+        "rgb": (70, 90),
+        "gray": (60, 50),
+        "rgba": (40, 64),
+        "deep": (30, 40),
+    }.items():
         record = json.loads((out / f"{stem}.json").read_text())
         assert (record["height"], record["width"]) == (h, w)
         assert record["image"].endswith(stem + (".jpg" if stem == "gray" else ".png"))
@@ -97,7 +131,10 @@ def test_detect_writes_json_png_and_heatmaps(weights, images, tmp_path, capsys):
         assert Image.open(out / f"{stem}.png").size == (w, h)
         assert Image.open(out / f"{stem}_heatmaps.png").size[1] >= h
     assert not (out / "broken.json").exists()
-    assert sum(len(json.loads((out / f"{s}.json").read_text())["detections"]) for s in ("rgb", "gray")) > 0
+    assert (
+        sum(len(json.loads((out / f"{s}.json").read_text())["detections"]) for s in ("rgb", "gray"))
+        > 0
+    )
 
 
 def test_class_names_come_from_the_dataset_info_beside_the_weights(tmp_path):
@@ -115,21 +152,45 @@ def test_class_names_come_from_the_dataset_info_beside_the_weights(tmp_path):
 def test_detect_empty_folder_fails_clearly(weights, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    rc = main(["detect", "--config", TINY, "--weights", weights, str(empty), "--out", str(tmp_path / "o")])
+    rc = main(
+        ["detect", "--config", TINY, "--weights", weights, str(empty), "--out", str(tmp_path / "o")]
+    )
     assert rc != 0
     assert "no image files in folder" in capsys.readouterr().err
 
 
 def test_detect_only_unreadable_files_fails(weights, images, tmp_path, capsys):
-    rc = main(["detect", "--config", TINY, "--weights", weights, str(images / "broken.jpg"),
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "detect",
+            "--config",
+            TINY,
+            "--weights",
+            weights,
+            str(images / "broken.jpg"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 1
     assert "broken.jpg" in capsys.readouterr().err
 
 
 def test_weights_of_another_architecture(weights, images, tmp_path, capsys):
-    rc = main(["detect", "--config", TINY, "--set", "model.num_classes=7", "--weights", weights,
-               str(images / "rgb.png"), "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "detect",
+            "--config",
+            TINY,
+            "--set",
+            "model.num_classes=7",
+            "--weights",
+            weights,
+            str(images / "rgb.png"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc != 0
     assert weights in err and "cornernet_tiny.yaml" in err and "num_classes=7" in err
@@ -140,12 +201,34 @@ def test_eval_command(weights, tmp_path, capsys):
 
     ann = generate_shapes(str(tmp_path / "shapes"), seed=2, size=(48, 64), splits={"val": 3})["val"]
     out = tmp_path / "eval"
-    rc = main(["eval", "--config", TINY, "--set", "test.num_dets=100", "--weights", weights, "--annotations", ann,
-               "--images", str(tmp_path / "shapes" / "val" / "images"), "--out", str(out), "--max-images", "2",
-               "--no-progress", "--oracle", "heatmaps+offsets"])
+    rc = main(
+        [
+            "eval",
+            "--config",
+            TINY,
+            "--set",
+            "test.num_dets=100",
+            "--weights",
+            weights,
+            "--annotations",
+            ann,
+            "--images",
+            str(tmp_path / "shapes" / "val" / "images"),
+            "--out",
+            str(out),
+            "--max-images",
+            "2",
+            "--no-progress",
+            "--oracle",
+            "heatmaps+offsets",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
-    assert "Average Precision  (AP) @[ IoU=0.90" in printed and "Oracle: ground-truth heatmaps+offsets" in printed
+    assert (
+        "Average Precision  (AP) @[ IoU=0.90" in printed
+        and "Oracle: ground-truth heatmaps+offsets" in printed
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"]["evaluated"] == 2 and metrics["weights"] == weights
     # ground-truth heatmaps and offsets, grouping embeddings: the true boxes come back

@@ -4,14 +4,25 @@ test_pipeline.npz: the official ``kp_detection`` run end to end with the golden 
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import load_golden
+
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
 from cornernet_tf.inference import Detector, GraphDetector
-from cornernet_tf.inference.detector import as_test_config, finalise, keep_top, merge_flip, rescale_detections
+from cornernet_tf.inference.detector import (
+    as_test_config,
+    finalise,
+    keep_top,
+    merge_flip,
+    rescale_detections,
+)
 from cornernet_tf.inference.draw import draw_detections, overlay_heatmaps, save_png
 from cornernet_tf.inference.graph_detector import preprocess_batch, soft_nms_all_classes
-from cornernet_tf.inference.preprocess import as_rgb_uint8, prepare_image, resize_bilinear, scale_geometry
+from cornernet_tf.inference.preprocess import (
+    as_rgb_uint8,
+    prepare_image,
+    resize_bilinear,
+    scale_geometry,
+)
 
 CONFIGS = {
     "single": dict(scales=[1.0]),
@@ -61,7 +72,8 @@ def unmatched_rows(rows, reference, box_atol, score_atol, cols=7):
 
 def final_rows(out, one_based=True):
     return np.concatenate(
-        [out["boxes"], out["scores"][:, None], out["classes"][:, None] + (1 if one_based else 0)], axis=1
+        [out["boxes"], out["scores"][:, None], out["classes"][:, None] + (1 if one_based else 0)],
+        axis=1,
     ).astype(np.float64)
 
 
@@ -80,7 +92,7 @@ def assert_final_matches(out, expected):
 
 
 def test_geometry_matches_official(golden):
-    for name, i, scale, key in cases(golden):
+    for _name, i, scale, key in cases(golden):
         image = golden[f"image_{i}_bgr_hwc_uint8"]
         geo = scale_geometry(image.shape[0], image.shape[1], scale)
         np.testing.assert_array_equal(geo.inp_hw + geo.out_hw, golden[key + "_inp_hw_out_hw"])
@@ -103,7 +115,9 @@ def test_crop_quirk_when_size_is_already_padded():
 def test_net_input_matches_official(golden):
     for i in range(2):
         net, _ = prepare_image(rgb_image(golden, i), 1.0)
-        expected = golden[f"single_img{i}_scale1_net_input"][0].transpose(1, 2, 0)[..., ::-1]  # BGR → RGB
+        expected = golden[f"single_img{i}_scale1_net_input"][0].transpose(1, 2, 0)[
+            ..., ::-1
+        ]  # BGR → RGB
         np.testing.assert_allclose(net, expected, rtol=0, atol=1e-6)
 
 
@@ -129,7 +143,7 @@ def test_resize_properties():
 
 def test_flip_merge_and_rescale_match_official(golden):
     """From the official decoder output: flip merge with out_w, ÷ratio, −border, clip, ÷scale."""
-    for name, i, scale, key in cases(golden):
+    for _name, i, scale, key in cases(golden):
         image = golden[f"image_{i}_bgr_hwc_uint8"]
         geo = scale_geometry(image.shape[0], image.shape[1], scale)
         rows = rescale_detections(merge_flip(golden[key + "_decoded_raw"], geo.out_hw[1]), geo)
@@ -142,15 +156,20 @@ def test_soft_nms_and_cap_match_official(golden, name):
     and the max_per_image cap, without the network."""
     for i in range(2):
         rows = np.concatenate(
-            [golden[f"{name}_img{i}_scale{s:g}_after_flip_rescale"] for s in CONFIGS[name]["scales"]]
+            [
+                golden[f"{name}_img{i}_scale{s:g}_after_flip_rescale"]
+                for s in CONFIGS[name]["scales"]
+            ]
         )
         out = finalise(rows, as_test_config(CONFIGS[name]))
         assert_final_matches(out, golden[f"{name}_img{i}_final_x1y1x2y2_score_cls"])
 
 
 def test_keep_top_keeps_ties():
-    per_class = [(0, np.array([[0, 0, 1, 1, 0.9], [0, 0, 1, 1, 0.5]], np.float32)),
-                 (1, np.array([[0, 0, 1, 1, 0.5], [0, 0, 1, 1, 0.1]], np.float32))]
+    per_class = [
+        (0, np.array([[0, 0, 1, 1, 0.9], [0, 0, 1, 1, 0.5]], np.float32)),
+        (1, np.array([[0, 0, 1, 1, 0.5], [0, 0, 1, 1, 0.1]], np.float32)),
+    ]
     kept = keep_top(per_class, 2)
     assert [len(rows) for _, rows in kept] == [2, 1]  # both 0.5 rows tie for second place
 
@@ -176,7 +195,9 @@ def test_decoded_maps_match_official(golden, detectors):
             assert not missing, f"{key} view {view}: {len(missing)} decoded rows differ"
         rows = result["detections"]
         ref = golden[key + "_after_flip_rescale"]
-        missing, _, _ = unmatched_rows(rows[rows[:, 4] > -1], ref[ref[:, 4] > -1], box_atol=1e-3, score_atol=2e-5)
+        missing, _, _ = unmatched_rows(
+            rows[rows[:, 4] > -1], ref[ref[:, 4] > -1], box_atol=1e-3, score_atol=2e-5
+        )
         assert not missing, key
 
 
@@ -229,9 +250,11 @@ def test_config_accepts_dict_and_dataclass(golden, golden_model):
 def test_heatmaps_and_drawing(golden, detectors, tmp_path):
     image = rgb_image(golden, 0)
     heat = detectors["single"].corner_heatmaps(image)
-    assert heat["tl"].shape == image.shape[:2] and 0 <= heat["tl"].min() and heat["br"].max() <= 1
+    assert heat["tl"].shape == image.shape[:2] and heat["tl"].min() >= 0 and heat["br"].max() <= 1
     out = detectors["single"].detect(image)
-    drawn = draw_detections(image, out["boxes"], out["scores"], out["classes"], ["a", "b", "c"], score_threshold=0.15)
+    drawn = draw_detections(
+        image, out["boxes"], out["scores"], out["classes"], ["a", "b", "c"], score_threshold=0.15
+    )
     assert drawn.size == (image.shape[1], image.shape[0])
     assert (np.asarray(drawn) != image).any()
     path = tmp_path / "out" / "det.png"
@@ -248,7 +271,9 @@ def test_graph_preprocessing_matches_numpy(golden):
     image = rgb_image(golden, 1)
     for scale, atol in ((1.0, 1e-6), (0.5, 0.02), (1.25, 0.02)):  # 0.02 ≈ one grey level / std
         expected, geo = prepare_image(image, scale)
-        got, geometry = preprocess_batch(tf.constant(image[None]), scale, COCO_MEAN_RGB, COCO_STD_RGB)
+        got, geometry = preprocess_batch(
+            tf.constant(image[None]), scale, COCO_MEAN_RGB, COCO_STD_RGB
+        )
         assert tuple(geometry["inp_hw"].numpy()) == geo.inp_hw
         np.testing.assert_allclose(got[0].numpy(), expected, rtol=0, atol=atol)
 
@@ -259,8 +284,14 @@ def test_graph_soft_nms_with_plus_one_reproduces_official(golden, detectors):
     config = detectors["single"].config
     for i in range(2):
         rows = tf.constant(golden[f"single_img{i}_scale1_after_flip_rescale"])
-        boxes, scores, classes, count = soft_nms_all_classes(rows, config, 100, tf.constant(1000.0), plus_one_iou=True)
-        got = {"boxes": boxes[:count].numpy(), "scores": scores[:count].numpy(), "classes": classes[:count].numpy()}
+        boxes, scores, classes, count = soft_nms_all_classes(
+            rows, config, 100, tf.constant(1000.0), plus_one_iou=True
+        )
+        got = {
+            "boxes": boxes[:count].numpy(),
+            "scores": scores[:count].numpy(),
+            "classes": classes[:count].numpy(),
+        }
         assert_final_matches(got, golden[f"single_img{i}_final_x1y1x2y2_score_cls"])
 
 
@@ -275,9 +306,17 @@ def test_graph_detector_close_to_detector(golden, golden_model, detectors):
         n = int(out["num_detections"][0])
         assert n == 100 and (np.diff(out["scores"][0, :n]) <= 0).all()
         reference = final_rows(detectors["single"].detect(image), one_based=False)
-        ref = np.concatenate([reference[:, :5], np.zeros((len(reference), 2)), reference[:, 5:6]], axis=1)
+        ref = np.concatenate(
+            [reference[:, :5], np.zeros((len(reference), 2)), reference[:, 5:6]], axis=1
+        )
         top = np.concatenate(
-            [out["boxes"][0, :5], out["scores"][0, :5, None], np.zeros((5, 2)), out["classes"][0, :5, None]], axis=1
+            [
+                out["boxes"][0, :5],
+                out["scores"][0, :5, None],
+                np.zeros((5, 2)),
+                out["classes"][0, :5, None],
+            ],
+            axis=1,
         )
         # The five best agree (measured: boxes 3e-4 px, scores 2e-4); lower ranks differ by design
         # (no +1 in the IoU, no stale rows), see graph_detector's docstring.

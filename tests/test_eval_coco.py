@@ -39,7 +39,12 @@ GT = {
 
 def perfect_detections(gt=GT, score=1.0):
     return [
-        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": score}
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": list(a["bbox"]),
+            "score": score,
+        }
         for a in gt["annotations"]
     ]
 
@@ -131,8 +136,12 @@ def test_per_class_ap_matches_single_category_evaluation():
     """Class 'disc' perfect, class 'square' half right: per-class AP equals pycocotools run on one
     category at a time."""
     dets = perfect_detections()
-    dets = [d if d["category_id"] == 7 else dict(d, bbox=[d["bbox"][0] + d["bbox"][2] * 0.3] + d["bbox"][1:])
-            for d in dets]
+    dets = [
+        d
+        if d["category_id"] == 7
+        else dict(d, bbox=[d["bbox"][0] + d["bbox"][2] * 0.3] + d["bbox"][1:])
+        for d in dets
+    ]
     m = evaluate_detections(GT, dets)
     assert m["per_class"]["disc"] == pytest.approx(1.0)
     assert 0.0 < m["per_class"]["square"] < 1.0
@@ -165,8 +174,11 @@ def test_restricting_images():
 
 def test_detections_of_unknown_images_are_an_error():
     with pytest.raises(ValueError, match="image ids not in the ground truth"):
-        evaluate_detections(GT, perfect_detections() + [{"image_id": 99, "category_id": 3, "bbox": [0, 0, 1, 1],
-                                                         "score": 0.5}])
+        evaluate_detections(
+            GT,
+            perfect_detections()
+            + [{"image_id": 99, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}],
+        )
 
 
 def test_to_coco_results_maps_classes_and_boxes():
@@ -176,8 +188,12 @@ def test_to_coco_results_maps_classes_and_boxes():
         "classes": np.array([0, 1]),
     }
     res = to_coco_results(10, dets, category_ids=(3, 7))
-    assert res[0] == {"image_id": 10, "category_id": 3, "bbox": [10.0, 20.0, 200.0, 150.0],
-                      "score": pytest.approx(0.9)}
+    assert res[0] == {
+        "image_id": 10,
+        "category_id": 3,
+        "bbox": [10.0, 20.0, 200.0, 150.0],
+        "score": pytest.approx(0.9),
+    }
     assert res[1]["category_id"] == 7
     np.testing.assert_allclose(res[1]["bbox"], [300.5, 200, 49.5, 60])
     assert len(to_coco_results(10, dets, (3, 7), min_score=0.5)) == 1
@@ -209,9 +225,12 @@ def test_ground_truth_fills_missing_fields_without_touching_the_input():
 def test_crowd_regions_are_ignored():
     """A detection on a crowd region is neither a true nor a false positive (COCO rules)."""
     gt = {k: [dict(v) for v in vs] for k, vs in GT.items()}
-    gt["annotations"].append({"id": 7, "image_id": 10, "category_id": 3, "bbox": [400, 0, 200, 100],
-                              "iscrowd": 1})
-    dets = perfect_detections() + [{"image_id": 10, "category_id": 3, "bbox": [410, 5, 150, 80], "score": 1.0}]
+    gt["annotations"].append(
+        {"id": 7, "image_id": 10, "category_id": 3, "bbox": [400, 0, 200, 100], "iscrowd": 1}
+    )
+    dets = perfect_detections() + [
+        {"image_id": 10, "category_id": 3, "bbox": [410, 5, 150, 80], "score": 1.0}
+    ]
     assert evaluate_detections(gt, dets)["AP"] == pytest.approx(1.0)
     assert evaluate_detections(GT, dets)["AP"] < 1.0
 

@@ -39,8 +39,14 @@ def dataset(tmp_path_factory):
     open(truncated, "wb").write(raw[: len(raw) // 2])
     data["images"].append({"id": 99, "file_name": "missing.png", "height": 64, "width": 80})
     json.dump(data, open(ann, "w"))
-    return {"annotations": ann, "images": images, "truncated": truncated, "gray": gray, "rgba": rgba,
-            "data": data}
+    return {
+        "annotations": ann,
+        "images": images,
+        "truncated": truncated,
+        "gray": gray,
+        "rgba": rgba,
+        "data": data,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +60,16 @@ def model_and_config():
 def run(dataset, model_and_config, tmp_path_factory):
     model, config = model_and_config
     out = str(tmp_path_factory.mktemp("eval_out"))
-    metrics = evaluate(model, config, dataset["annotations"], dataset["images"], out_dir=out,
-                       quadrants=True, progress=False, extra={"weights": "random"})
+    metrics = evaluate(
+        model,
+        config,
+        dataset["annotations"],
+        dataset["images"],
+        out_dir=out,
+        quadrants=True,
+        progress=False,
+        extra={"weights": "random"},
+    )
     return metrics, out
 
 
@@ -76,21 +90,27 @@ def test_outputs_are_written_and_consistent(run, dataset):
     metrics, out = run
     results = json.load(open(os.path.join(out, "detections.json")))
     saved = json.load(open(os.path.join(out, "metrics.json")))
-    evaluated_ids = {img["id"] for img in dataset["data"]["images"]
-                     if img["file_name"] not in ("missing.png", os.path.basename(dataset["truncated"]))}
+    evaluated_ids = {
+        img["id"]
+        for img in dataset["data"]["images"]
+        if img["file_name"] not in ("missing.png", os.path.basename(dataset["truncated"]))
+    }
     assert results, "a random model still returns up to 100 boxes per image"
     assert {r["image_id"] for r in results} <= evaluated_ids
     assert {r["category_id"] for r in results} <= set(CATEGORY_IDS.values())
     assert all(r["bbox"][2] >= 0 and r["bbox"][3] >= 0 for r in results)
-    assert max(sum(r["image_id"] == i for r in results) for i in evaluated_ids) <= 100 + 10  # ties may keep more
+    assert (
+        max(sum(r["image_id"] == i for r in results) for i in evaluated_ids) <= 100 + 10
+    )  # ties may keep more
     for key in SUMMARY_KEYS + ("AP60", "AP70", "AP80", "AP90"):
         assert saved[key] == pytest.approx(metrics[key])
         assert -1 <= metrics[key] <= 1
     assert list(saved["per_class"]) == ["ellipse", "triangle", "rectangle"]  # ascending category id
     assert saved["weights"] == "random" and saved["test"]["flip"] is True
     # re-scoring the written file over the evaluated images gives the same numbers
-    again = evaluate_detections(dataset["annotations"], os.path.join(out, "detections.json"),
-                                image_ids=evaluated_ids)
+    again = evaluate_detections(
+        dataset["annotations"], os.path.join(out, "detections.json"), image_ids=evaluated_ids
+    )
     assert [again[k] for k in SUMMARY_KEYS] == pytest.approx([metrics[k] for k in SUMMARY_KEYS])
 
 
@@ -99,10 +119,21 @@ def test_quadrant_table_is_reported(run):
     quadrants = metrics["quadrants"]
     assert quadrants["num_images"] == 4
     for corner in ("tl", "br"):
-        assert set(quadrants[corner]) == {"top-left", "top-right", "bottom-left", "bottom-right", "all"}
+        assert set(quadrants[corner]) == {
+            "top-left",
+            "top-right",
+            "bottom-left",
+            "bottom-right",
+            "all",
+        }
         assert all(-1 <= v <= 1 for v in quadrants[corner].values())
-        assert sum(quadrants["num_gt"][corner][q] for q in ("top-left", "top-right", "bottom-left",
-                                                              "bottom-right")) == quadrants["num_gt"][corner]["all"]
+        assert (
+            sum(
+                quadrants["num_gt"][corner][q]
+                for q in ("top-left", "top-right", "bottom-left", "bottom-right")
+            )
+            == quadrants["num_gt"][corner]["all"]
+        )
     assert "Corner detection mAP per image quadrant" in format_report(metrics)
 
 
@@ -111,9 +142,18 @@ def test_source_arguments_are_checked(model_and_config, dataset):
     with pytest.raises(ValueError, match="go together"):
         evaluate(model, config, annotations=dataset["annotations"], progress=False)
     with pytest.raises(ValueError, match="one evaluation source"):
-        evaluate(model, config, dataset["annotations"], dataset["images"], tfds="coco/2017", progress=False)
+        evaluate(
+            model,
+            config,
+            dataset["annotations"],
+            dataset["images"],
+            tfds="coco/2017",
+            progress=False,
+        )
     with pytest.raises(ValueError, match="max_images"):
-        evaluate(model, config, dataset["annotations"], dataset["images"], max_images=0, progress=False)
+        evaluate(
+            model, config, dataset["annotations"], dataset["images"], max_images=0, progress=False
+        )
 
 
 def test_more_dataset_classes_than_model_classes_is_an_error(dataset, tmp_path):

@@ -45,7 +45,11 @@ def test_other_architecture_names_config_and_file(tiny_files, name):
     with pytest.raises(WeightsError) as err:
         load_weights(model, str(root / name), config_name="configs/other.yaml")
     message = str(err.value)
-    assert str(root / name) in message and "configs/other.yaml" in message and "num_classes=5" in message
+    assert (
+        str(root / name) in message
+        and "configs/other.yaml" in message
+        and "num_classes=5" in message
+    )
 
 
 def test_keras_model_file_lists_the_differences(tiny_files):

@@ -11,10 +11,9 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from cornernet_tf.cli import main as cli_main
 from cornernet_tf.config import ConfigError, load_config
@@ -24,8 +23,15 @@ from cornernet_tf.export.saved_model import OUTPUT_KEYS, next_version
 
 CONFIG = "configs/cornernet_tiny.yaml"
 # A narrow, shallow variant of the tiny hourglass: the export path is the same, tracing is quicker.
-SMALL = ["model.dims=[16,16,16]", "model.modules=[1,1,1]", "model.stem_dims=[8,16]", "model.cnv_dim=16",
-         "model.pool_dim=8", "model.head_dim=8", "model.corner_pool_impl=tf"]
+SMALL = [
+    "model.dims=[16,16,16]",
+    "model.modules=[1,1,1]",
+    "model.stem_dims=[8,16]",
+    "model.cnv_dim=16",
+    "model.pool_dim=8",
+    "model.head_dim=8",
+    "model.corner_pool_impl=tf",
+]
 CATEGORY_IDS = [5, 7, 9]
 
 
@@ -65,13 +71,28 @@ def exported(tmp_path_factory):
     pair_all_corners(model)
     weights = str(root / "model.weights.h5")
     model.save_weights(weights)
-    args = ["export", "--config", CONFIG, "--weights", weights, "--out", str(root / "cornernet"), "--version", "3",
-            "--category-ids", ",".join(map(str, CATEGORY_IDS))]
+    args = [
+        "export",
+        "--config",
+        CONFIG,
+        "--weights",
+        weights,
+        "--out",
+        str(root / "cornernet"),
+        "--version",
+        "3",
+        "--category-ids",
+        ",".join(map(str, CATEGORY_IDS)),
+    ]
     for item in SMALL:
         args += ["--set", item]
     assert cli_main(args) == 0
-    return {"dir": str(root / "cornernet"), "version_dir": str(root / "cornernet" / "3"), "model": model,
-            "config": config}
+    return {
+        "dir": str(root / "cornernet"),
+        "version_dir": str(root / "cornernet" / "3"),
+        "model": model,
+        "config": config,
+    }
 
 
 def test_layout_and_signatures(exported):
@@ -93,7 +114,9 @@ def test_layout_and_signatures(exported):
     assert images.dtype == 4  # DT_UINT8
     assert [d.size for d in images.tensor_shape.dim] == [-1, -1, -1, 3]
     image_bytes = sigs["serving_bytes"].inputs["image_bytes"]
-    assert image_bytes.dtype == 7 and [d.size for d in image_bytes.tensor_shape.dim] == [-1]  # DT_STRING
+    assert image_bytes.dtype == 7 and [d.size for d in image_bytes.tensor_shape.dim] == [
+        -1
+    ]  # DT_STRING
     for key in ("serving_default", "serving_bytes"):
         outputs = sigs[key].outputs
         assert set(outputs) == set(OUTPUT_KEYS)
@@ -106,7 +129,7 @@ def test_layout_and_signatures(exported):
     assert "CornerPool" not in ops and "NonMaxSuppressionV5" in ops and "DecodeImage" in ops
 
 
-SUBPROCESS = textwrap.dedent('''
+SUBPROCESS = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
@@ -124,7 +147,7 @@ SUBPROCESS = textwrap.dedent('''
         out["bytes_" + key] = value.numpy()
     np.savez(spec["out"], **out)
     print(json.dumps({"cornernet_tf_imported": any(m.split(".")[0] == "cornernet_tf" for m in sys.modules)}))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +158,24 @@ def fresh_process_outputs(exported, images, tmp_path_factory):
     for i, array in enumerate(arrays):
         array_files.append(str(root / f"image{i}.npy"))
         np.save(array_files[-1], array)
-    spec = {"model": exported["version_dir"], "arrays": array_files, "files": paths, "out": str(root / "out.npz")}
+    spec = {
+        "model": exported["version_dir"],
+        "arrays": array_files,
+        "files": paths,
+        "out": str(root / "out.npz"),
+    }
     (root / "spec.json").write_text(json.dumps(spec))
     (root / "run.py").write_text(SUBPROCESS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.run([sys.executable, str(root / "run.py"), str(root / "spec.json")], cwd=str(root), env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(root / "run.py"), str(root / "spec.json")],
+        cwd=str(root),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     with np.load(spec["out"]) as data:
@@ -155,26 +189,46 @@ def _in_memory(exported, array_batch):
     from cornernet_tf.inference.graph_detector import detect_images
 
     config = exported["config"]
-    out = detect_images(exported["model"], tf.constant(array_batch), config.test, 100, config.data.mean,
-                        config.data.std)
+    out = detect_images(
+        exported["model"],
+        tf.constant(array_batch),
+        config.test,
+        100,
+        config.data.mean,
+        config.data.std,
+    )
     h, w = array_batch.shape[1:3]
     boxes = out["boxes"].numpy()[..., [1, 0, 3, 2]] / np.array([h, w, h, w], np.float32)
     lookup = np.array([0] + CATEGORY_IDS, np.float32)
-    return {"detection_boxes": boxes, "detection_scores": out["scores"].numpy(),
-            "detection_classes": lookup[out["classes"].numpy() + 1],
-            "num_detections": out["num_detections"].numpy().astype(np.float32)}
+    return {
+        "detection_boxes": boxes,
+        "detection_scores": out["scores"].numpy(),
+        "detection_classes": lookup[out["classes"].numpy() + 1],
+        "num_detections": out["num_detections"].numpy().astype(np.float32),
+    }
 
 
-def test_fresh_process_without_cornernet_tf_matches_in_memory_detector(exported, images, fresh_process_outputs):
+def test_fresh_process_without_cornernet_tf_matches_in_memory_detector(
+    exported, images, fresh_process_outputs
+):
     report, got = fresh_process_outputs
     assert report == {"cornernet_tf_imported": False}
     _, arrays = images
-    expected = {"batch": _in_memory(exported, np.stack(arrays[:2])), "single": _in_memory(exported, arrays[2][None])}
+    expected = {
+        "batch": _in_memory(exported, np.stack(arrays[:2])),
+        "single": _in_memory(exported, arrays[2][None]),
+    }
     for prefix, reference in expected.items():
         np.testing.assert_array_equal(got[f"{prefix}_num_detections"], reference["num_detections"])
-        np.testing.assert_array_equal(got[f"{prefix}_detection_classes"], reference["detection_classes"])
-        np.testing.assert_allclose(got[f"{prefix}_detection_scores"], reference["detection_scores"], atol=1e-5)
-        np.testing.assert_allclose(got[f"{prefix}_detection_boxes"], reference["detection_boxes"], atol=1e-5)
+        np.testing.assert_array_equal(
+            got[f"{prefix}_detection_classes"], reference["detection_classes"]
+        )
+        np.testing.assert_allclose(
+            got[f"{prefix}_detection_scores"], reference["detection_scores"], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            got[f"{prefix}_detection_boxes"], reference["detection_boxes"], atol=1e-5
+        )
     assert got["batch_num_detections"].min() > 0
     assert set(np.unique(got["batch_detection_classes"])) <= {0.0, 5.0, 7.0, 9.0}
     # The bytes signature decodes the PNGs in the graph: same results, mixed sizes in one batch.
@@ -183,9 +237,11 @@ def test_fresh_process_without_cornernet_tf_matches_in_memory_detector(exported,
         np.testing.assert_allclose(got[f"bytes_{key}"], merged, atol=1e-6)
 
 
-def test_best_detection_matches_the_official_numpy_procedure(exported, images, fresh_process_outputs):
+def test_best_detection_matches_the_official_numpy_procedure(
+    exported, images, fresh_process_outputs
+):
     """The best box is never decayed by soft-NMS, so both procedures must agree on it exactly;
-    the agreement over the top 20 is printed (soft-NMS details differ by design, SPEC.md section 7)."""
+    the agreement over the top 20 is printed (soft-NMS details differ by design, docs/method.md §7)."""
     from cornernet_tf.inference.detector import Detector
 
     _, got = fresh_process_outputs
@@ -198,13 +254,18 @@ def test_best_detection_matches_the_official_numpy_procedure(exported, images, f
         h, w = array.shape[:2]
         boxes = got[f"{prefix}_detection_boxes"][index][:, [1, 0, 3, 2]] * np.array([w, h, w, h])
         np.testing.assert_allclose(boxes[0], official["boxes"][0], atol=1e-3)
-        np.testing.assert_allclose(got[f"{prefix}_detection_scores"][index][0], official["scores"][0], atol=1e-5)
+        np.testing.assert_allclose(
+            got[f"{prefix}_detection_scores"][index][0], official["scores"][0], atol=1e-5
+        )
         assert got[f"{prefix}_detection_classes"][index][0] == CATEGORY_IDS[official["classes"][0]]
         top = min(20, len(official["scores"]))
         matched = sum(
-            np.any(np.all(np.abs(boxes[:100] - official["boxes"][k]) < 1e-2, axis=1)) for k in range(top)
+            np.any(np.all(np.abs(boxes[:100] - official["boxes"][k]) < 1e-2, axis=1))
+            for k in range(top)
         )
-        print(f"image {h}x{w}: {matched}/{top} of the official top-{top} boxes are in the exported top-100")
+        print(
+            f"image {h}x{w}: {matched}/{top} of the official top-{top} boxes are in the exported top-100"
+        )
 
 
 def test_bad_inputs_fail_with_a_message(exported):
@@ -237,8 +298,19 @@ def test_category_ids_come_from_the_first_source_that_has_them(tmp_path):
     assert resolve_dataset_info(config, category_ids=[4, 2, 9]).category_ids == (4, 2, 9)
 
     annotations = tmp_path / "val.json"
-    annotations.write_text(json.dumps({"images": [], "annotations": [], "categories": [
-        {"id": 13, "name": "c"}, {"id": 11, "name": "a"}, {"id": 12, "name": "b"}]}))
+    annotations.write_text(
+        json.dumps(
+            {
+                "images": [],
+                "annotations": [],
+                "categories": [
+                    {"id": 13, "name": "c"},
+                    {"id": 11, "name": "a"},
+                    {"id": 12, "name": "b"},
+                ],
+            }
+        )
+    )
     from_file = load_config(CONFIG, [f"data.val_annotations={annotations}"])
     assert resolve_dataset_info(from_file).category_ids == (11, 12, 13)
     named = load_config(CONFIG, [f"data.val_annotations={annotations}", "data.class_names=[c,a,b]"])

@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import load_golden
+
 from cornernet_tf.config import TrainConfig
-from cornernet_tf.losses import DEFAULT_WEIGHTS, ae_loss, cornernet_loss, focal_loss, gather_feat, regr_loss
+from cornernet_tf.losses import (
+    DEFAULT_WEIGHTS,
+    ae_loss,
+    cornernet_loss,
+    focal_loss,
+    gather_feat,
+    regr_loss,
+)
 from cornernet_tf.targets import encode_targets
 
 LOSSES = load_golden("losses.npz")
@@ -41,7 +48,10 @@ def golden_targets():
 
 
 def golden_outputs(dtype=tf.float32):
-    return {key: [tf.constant(nhwc(LOSSES[f"{name}_s{s}"]), dtype) for s in STACKS] for name, key in MAPS.items()}
+    return {
+        key: [tf.constant(nhwc(LOSSES[f"{name}_s{s}"]), dtype) for s in STACKS]
+        for name, key in MAPS.items()
+    }
 
 
 def rel(value, expected):
@@ -56,10 +66,14 @@ def test_per_term_losses_match_golden(s):
     t = golden_targets()
     for corner in ("tl", "br"):
         logits = nhwc(LOSSES[f"{corner}_heat_logits_s{s}"])
-        assert rel(focal_loss(logits, t[f"{corner}_heatmap"]), LOSSES[f"focal_{corner}_s{s}"]) < 1e-5
+        assert (
+            rel(focal_loss(logits, t[f"{corner}_heatmap"]), LOSSES[f"focal_{corner}_s{s}"]) < 1e-5
+        )
         regr = regr_loss(LOSSES[f"{corner}_regr_gathered_s{s}"], t[f"{corner}_regr"], t["tag_mask"])
         assert rel(regr, LOSSES[f"regr_{corner}_s{s}"]) < 1e-5
-    pull, push = ae_loss(LOSSES[f"tl_tag_gathered_s{s}"], LOSSES[f"br_tag_gathered_s{s}"], t["tag_mask"])
+    pull, push = ae_loss(
+        LOSSES[f"tl_tag_gathered_s{s}"], LOSSES[f"br_tag_gathered_s{s}"], t["tag_mask"]
+    )
     assert rel(pull, LOSSES[f"pull_s{s}"]) < 1e-5
     assert rel(push, LOSSES[f"push_s{s}"]) < 1e-5
 
@@ -89,12 +103,16 @@ def test_cornernet_loss_and_gradients_match_golden():
     for name, key in MAPS.items():
         for s in STACKS:
             got = tf.convert_to_tensor(grads[key][s]).numpy()
-            np.testing.assert_allclose(got, nhwc(LOSSES[f"grad_total_wrt_{name}_s{s}"]), rtol=0, atol=GRAD_ATOL)
+            np.testing.assert_allclose(
+                got, nhwc(LOSSES[f"grad_total_wrt_{name}_s{s}"]), rtol=0, atol=GRAD_ATOL
+            )
 
 
 def test_encoded_targets_through_tf_data_reproduce_golden_total():
     """End to end: encode the golden boxes in a tf.data pipeline, batch, and take the loss."""
-    dets = [TARGETS["dets_input_space"][b, : TARGETS["dets_input_space_count"][b]] for b in range(2)]
+    dets = [
+        TARGETS["dets_input_space"][b, : TARGETS["dets_input_space_count"][b]] for b in range(2)
+    ]
     ds = tf.data.Dataset.from_generator(
         lambda: ((d[:, :4], d[:, 4].astype(np.int64) - 1) for d in dets),
         output_signature=(tf.TensorSpec([None, 4], tf.float64), tf.TensorSpec([None], tf.int64)),
@@ -113,7 +131,9 @@ def test_ae_loss_edge_cases_match_golden():
     assert rel(pull, EDGE["pull"]) < 1e-5 and rel(push, EDGE["push"]) < 1e-5
     for i, count in enumerate(EDGE["counts"]):
         # batch of one: the official _ae_loss crashes here (squeeze); ours must not
-        pull_i, push_i = ae_loss(EDGE["tl_tag"][i : i + 1], EDGE["br_tag"][i : i + 1], EDGE["mask"][i : i + 1])
+        pull_i, push_i = ae_loss(
+            EDGE["tl_tag"][i : i + 1], EDGE["br_tag"][i : i + 1], EDGE["mask"][i : i + 1]
+        )
         if count == 0:
             assert float(pull_i) == 0.0 and float(push_i) == 0.0
         else:
@@ -124,7 +144,9 @@ def test_ae_loss_edge_cases_match_golden():
 
 
 def test_regr_and_focal_edge_cases_match_golden():
-    assert rel(regr_loss(EDGE["regr_pred"], EDGE["regr_gt"], EDGE["mask"]), EDGE["regr_loss"]) < 1e-5
+    assert (
+        rel(regr_loss(EDGE["regr_pred"], EDGE["regr_gt"], EDGE["mask"]), EDGE["regr_loss"]) < 1e-5
+    )
     logits = nhwc(EDGE["focal_nopos_logits"])
     assert rel(focal_loss(logits, nhwc(EDGE["focal_nopos_gt"])), EDGE["focal_nopos_loss"]) < 1e-5
     assert rel(focal_loss(logits, nhwc(EDGE["focal_pos_gt"])), EDGE["focal_pos_loss"]) < 1e-5
@@ -137,7 +159,11 @@ def _small_problem(counts, rng, h=16, w=20, c=3, max_objects=8, stacks=2):
         x1 = rng.uniform(0, 40, n)
         y1 = rng.uniform(0, 30, n)
         boxes = np.stack([x1, y1, x1 + rng.uniform(4, 30, n), y1 + rng.uniform(4, 30, n)], 1)
-        targets.append(encode_targets(boxes, rng.integers(0, c, n), (63, 79), (h, w), c, max_objects=max_objects))
+        targets.append(
+            encode_targets(
+                boxes, rng.integers(0, c, n), (63, 79), (h, w), c, max_objects=max_objects
+            )
+        )
     targets = {k: tf.stack([t[k] for t in targets]) for k in targets[0]}
     b = len(counts)
     shapes = {"tl_heat": c, "br_heat": c, "tl_tag": 1, "br_tag": 1, "tl_regr": 2, "br_regr": 2}
@@ -151,7 +177,14 @@ def _small_problem(counts, rng, h=16, w=20, c=3, max_objects=8, stacks=2):
 @pytest.mark.parametrize(
     "counts",
     [[0, 3], [0, 0], [1], [0], [1, 1], [5]],
-    ids=["one-empty-image", "all-empty", "batch1-one-object", "batch1-empty", "one-object-each", "batch1"],
+    ids=[
+        "one-empty-image",
+        "all-empty",
+        "batch1-one-object",
+        "batch1-empty",
+        "one-object-each",
+        "batch1",
+    ],
 )
 def test_losses_and_gradients_are_finite_on_edge_batches(counts):
     outputs, targets = _small_problem(counts, np.random.default_rng(sum(counts) + len(counts)))
@@ -164,7 +197,11 @@ def test_losses_and_gradients_are_finite_on_edge_batches(counts):
         for g in per_stack:
             assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy())), key
     if sum(counts) == 0:
-        assert float(losses["pull"]) == 0.0 and float(losses["push"]) == 0.0 and float(losses["regr"]) == 0.0
+        assert (
+            float(losses["pull"]) == 0.0
+            and float(losses["push"]) == 0.0
+            and float(losses["regr"]) == 0.0
+        )
         # no positives: the focal loss is the unnormalised negative part, > 0
         assert float(losses["focal"]) > 0
     if counts in ([1], [1, 1]):  # one object per image: push ~ 1 per image and stack (x 0.1 weight)
@@ -184,10 +221,10 @@ def test_float16_outputs_are_lossed_in_float32():
 
 def test_weights_default_to_train_config_and_can_be_overridden():
     config = TrainConfig()
-    assert DEFAULT_WEIGHTS == {
+    assert {
         "focal": config.focal_weight, "pull": config.pull_weight,
         "push": config.push_weight, "regr": config.regr_weight,
-    }  # fmt: skip
+    } == DEFAULT_WEIGHTS  # fmt: skip
     base = cornernet_loss(golden_outputs(), golden_targets())
     custom = cornernet_loss(golden_outputs(), golden_targets(), weights={"pull": 1.0, "regr": 2.0})
     assert float(custom["pull"]) == pytest.approx(10 * float(base["pull"]), rel=1e-6)
@@ -211,7 +248,9 @@ def test_single_stack_tensors_and_bad_structures():
     with pytest.raises(ValueError, match="one map per stack"):
         cornernet_loss(broken, golden_targets())
     with pytest.raises(KeyError, match="tag_mask"):
-        cornernet_loss(golden_outputs(), {k: v for k, v in golden_targets().items() if k != "tag_mask"})
+        cornernet_loss(
+            golden_outputs(), {k: v for k, v in golden_targets().items() if k != "tag_mask"}
+        )
 
 
 def test_loss_in_tf_function_with_unknown_batch():
@@ -233,10 +272,16 @@ def test_ae_and_regr_gradients_numerically():
     br = rng.normal(size=(2, 5, 1)).astype(np.float32)
     mask = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], np.float32)
     for fn in (lambda a, b: ae_loss(a, b, mask)[0], lambda a, b: ae_loss(a, b, mask)[1]):
-        theoretical, numerical = tf.test.compute_gradient(fn, [tf.constant(tl), tf.constant(br)], delta=1e-3)
+        theoretical, numerical = tf.test.compute_gradient(
+            fn, [tf.constant(tl), tf.constant(br)], delta=1e-3
+        )
         for t, n in zip(theoretical, numerical):
             np.testing.assert_allclose(t, n, atol=2e-3)
     gt = rng.uniform(0, 1, size=(2, 5, 2)).astype(np.float32)
-    pred = (gt + rng.choice([-1, 1], size=gt.shape) * rng.uniform(0.1, 2.5, size=gt.shape)).astype(np.float32)
-    theoretical, numerical = tf.test.compute_gradient(lambda p: regr_loss(p, gt, mask), [tf.constant(pred)], delta=1e-3)
+    pred = (gt + rng.choice([-1, 1], size=gt.shape) * rng.uniform(0.1, 2.5, size=gt.shape)).astype(
+        np.float32
+    )
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda p: regr_loss(p, gt, mask), [tf.constant(pred)], delta=1e-3
+    )
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3)

@@ -8,7 +8,6 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from conftest import GOLDEN_MODEL_CONFIG
 from official_reference import HOURGLASS_104, official_shapes
 
@@ -18,11 +17,18 @@ from cornernet_tf.modeling.cornernet import OUTPUT_KEYS, CornerNet, build_model
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 TINY = CONFIG_DIR / "cornernet_tiny.yaml"
 HG104 = CONFIG_DIR / "cornernet_hg104_coco.yaml"
-OFFICIAL_PARAMETERS = 201_035_212  # SPEC.md section 2; golden model_config.json
+OFFICIAL_PARAMETERS = 201_035_212  # docs/method.md §2; golden model_config.json
 
 
 def _channels(num_classes: int) -> dict:
-    return {"tl_heat": num_classes, "br_heat": num_classes, "tl_tag": 1, "br_tag": 1, "tl_regr": 2, "br_regr": 2}
+    return {
+        "tl_heat": num_classes,
+        "br_heat": num_classes,
+        "tl_tag": 1,
+        "br_tag": 1,
+        "tl_regr": 2,
+        "br_regr": 2,
+    }
 
 
 def _two_stack_tiny() -> dict:
@@ -87,14 +93,20 @@ def test_hourglass104_has_the_official_parameter_count(hourglass104):
     # BN running statistics: the official buffers less the 180 num_batches_tracked scalars.
     golden = json.loads((pathlib.Path(__file__).parent / "data" / "model_config.json").read_text())
     non_trainable = sum(int(np.prod(v.shape)) for v in hourglass104.non_trainable_weights)
-    bn_layers = sum(1 for key in official_shapes(HOURGLASS_104) if key.endswith(".num_batches_tracked"))
+    bn_layers = sum(
+        1 for key in official_shapes(HOURGLASS_104) if key.endswith(".num_batches_tracked")
+    )
     assert non_trainable == golden["full_size_hourglass104"]["num_buffer_elements"] - bn_layers
 
 
 def test_hourglass104_variables_are_the_official_tensors(hourglass104):
     """Every official key of the full model (generated independently) has a variable of the
     converted shape, and nothing else is in the model."""
-    official = {k: s for k, s in official_shapes(HOURGLASS_104).items() if not k.endswith(".num_batches_tracked")}
+    official = {
+        k: s
+        for k, s in official_shapes(HOURGLASS_104).items()
+        if not k.endswith(".num_batches_tracked")
+    }
     mapping = hourglass104.official_variables()
     assert len(mapping) == len(official) == 948
     assert len({id(variable) for _, variable, _ in mapping}) == len(hourglass104.weights)
@@ -136,7 +148,7 @@ def test_output_keys_and_shapes_per_stack(config, size):
 def test_heat_bias_starts_at_the_focal_prior():
     model = build_model(TINY)
     out = model(np.zeros((1, 63, 63, 3), np.float32), training=False)
-    for layer in (l for l in model.layers if l.name.endswith("_heat_0")):
+    for layer in (lay for lay in model.layers if lay.name.endswith("_heat_0")):
         np.testing.assert_allclose(layer.out.bias.numpy(), -2.19)
     assert np.all(np.isfinite(out["tl_heat"][0].numpy()))
 
@@ -162,20 +174,27 @@ def test_training_mode_returns_every_stack_and_uses_batch_statistics():
         assert len(training[key]) == 2
         assert training[key][0].shape == inference[key][0].shape
     # BatchNorm switches to batch statistics: the maps differ.
-    assert not np.allclose(training["tl_heat"][1].numpy(), inference["tl_heat"][1].numpy(), atol=1e-3)
+    assert not np.allclose(
+        training["tl_heat"][1].numpy(), inference["tl_heat"][1].numpy(), atol=1e-3
+    )
 
 
 def test_uint8_images_are_normalised_with_the_coco_statistics(two_stack_model):
     pixels = np.random.default_rng(3).integers(0, 256, size=(1, 63, 63, 3), dtype=np.uint8)
-    normalised = ((pixels.astype(np.float32) / 255.0 - np.array(COCO_MEAN_RGB, np.float32))
-                  / np.array(COCO_STD_RGB, np.float32))
-    _assert_same_outputs(two_stack_model(pixels, training=False), two_stack_model(normalised, training=False), 1e-5)
+    normalised = (
+        pixels.astype(np.float32) / 255.0 - np.array(COCO_MEAN_RGB, np.float32)
+    ) / np.array(COCO_STD_RGB, np.float32)
+    _assert_same_outputs(
+        two_stack_model(pixels, training=False), two_stack_model(normalised, training=False), 1e-5
+    )
 
 
 def test_float64_images_match_float32(two_stack_model):
     images = _images((1, 32, 63, 3), seed=4)
     _assert_same_outputs(
-        two_stack_model(images.astype(np.float64), training=False), two_stack_model(images, training=False), 1e-5
+        two_stack_model(images.astype(np.float64), training=False),
+        two_stack_model(images, training=False),
+        1e-5,
     )
 
 
@@ -223,9 +242,13 @@ def test_keras_file_round_trip(two_stack_model, tmp_path):
     assert isinstance(loaded, CornerNet)
     assert loaded.model_config == two_stack_model.model_config
     images = _images((2, 32, 63, 3), seed=6)
-    _assert_same_outputs(loaded(images, training=False), two_stack_model(images, training=False), atol=0)
     _assert_same_outputs(
-        loaded(images, training=False, stacks="last"), two_stack_model(images, training=False, stacks="last"), atol=0
+        loaded(images, training=False), two_stack_model(images, training=False), atol=0
+    )
+    _assert_same_outputs(
+        loaded(images, training=False, stacks="last"),
+        two_stack_model(images, training=False, stacks="last"),
+        atol=0,
     )
 
 
@@ -251,6 +274,16 @@ def test_summary_lists_the_stacks_layers(two_stack_model):
     for name in ("stem", "merge_0", "cnv_1"):
         assert name in text
     for stack in range(2):
-        for layer in ("hourglass", "tl_pool", "br_pool", "tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr"):
+        for layer in (
+            "hourglass",
+            "tl_pool",
+            "br_pool",
+            "tl_heat",
+            "br_heat",
+            "tl_tag",
+            "br_tag",
+            "tl_regr",
+            "br_regr",
+        ):
             assert f"{layer}_{stack}" in text
     assert f"{two_stack_model.count_params():,}" in text

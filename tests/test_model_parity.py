@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
 from conftest import load_golden
 
 MAP_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
-ATOL = 2e-4  # golden/README.md: maps atol 2e-4
+ATOL = 2e-4  # tests/data/GOLDEN_README.md: maps atol 2e-4
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +28,11 @@ def test_every_output_of_every_stack_matches(golden_model, golden_io, golden_inp
     worst = 0.0
     for stack in range(2):
         for key in MAP_KEYS:
-            expected = _nhwc(golden_io[f"train_{key}_map_s{stack}"] if f"train_{key}_map_s{stack}" in golden_io
-                             else golden_io[f"train_{key}_s{stack}"])
+            expected = _nhwc(
+                golden_io[f"train_{key}_map_s{stack}"]
+                if f"train_{key}_map_s{stack}" in golden_io
+                else golden_io[f"train_{key}_s{stack}"]
+            )
             got = outputs[key][stack].numpy()
             assert got.shape == expected.shape, (key, stack)
             err = float(np.max(np.abs(got - expected)))
@@ -48,7 +50,9 @@ def test_gathered_outputs_match(golden_model, golden_io, golden_input_rgb):
             for kind in ("tag", "regr"):
                 full = outputs[f"{corner}_{kind}"][stack].numpy()
                 b, h, w, c = full.shape
-                gathered = np.take_along_axis(full.reshape(b, h * w, c), inds[..., None].astype(np.int64), axis=1)
+                gathered = np.take_along_axis(
+                    full.reshape(b, h * w, c), inds[..., None].astype(np.int64), axis=1
+                )
                 expected = golden_io[f"train_{corner}_{kind}_s{stack}"]
                 np.testing.assert_allclose(gathered, expected, atol=ATOL)
 

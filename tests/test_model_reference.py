@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import DATA_DIR, load_golden
 from official_reference import (
     HOURGLASS_104,
@@ -23,10 +22,16 @@ from official_reference import (
     parameter_count,
 )
 
-ATOL = 2e-4  # golden/README.md: maps atol 2e-4
+ATOL = 2e-4  # tests/data/GOLDEN_README.md: maps atol 2e-4
 
 GOLDEN_ARCH = OfficialArch(
-    n=5, nstack=2, dims=(16, 16, 24, 24, 24, 32), modules=(2, 2, 2, 2, 2, 4), out_dim=3, pre_dims=(8, 16), cnv_dim=24
+    n=5,
+    nstack=2,
+    dims=(16, 16, 24, 24, 24, 32),
+    modules=(2, 2, 2, 2, 2, 4),
+    out_dim=3,
+    pre_dims=(8, 16),
+    cnv_dim=24,
 )
 
 # A network unlike the golden one in every free dimension: 3 stacks, n = 4, mixed module counts,
@@ -76,7 +81,9 @@ def _calibration_images(rng, h: int, w: int) -> np.ndarray:
 
 
 def _to_keras_input(images_bgr_nchw: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(images_bgr_nchw, (0, 2, 3, 1))[..., ::-1]).astype(np.float32)
+    return np.ascontiguousarray(np.transpose(images_bgr_nchw, (0, 2, 3, 1))[..., ::-1]).astype(
+        np.float32
+    )
 
 
 # --------------------------------------------------------------------------- the reference itself
@@ -118,9 +125,13 @@ def test_reference_gathered_outputs_and_last_stack_maps():
         for kind in ("tag", "regr"):
             full = outputs[f"{corner}_{kind}"][1]  # (B, C, H, W)
             b, c = full.shape[:2]
-            gathered = np.take_along_axis(full.reshape(b, c, -1), inds[:, None, :], axis=2).transpose(0, 2, 1)
+            gathered = np.take_along_axis(
+                full.reshape(b, c, -1), inds[:, None, :], axis=2
+            ).transpose(0, 2, 1)
             np.testing.assert_allclose(gathered, io[f"train_{corner}_{kind}_s1"], atol=1e-4)
-        np.testing.assert_allclose(outputs[f"{corner}_heat"][1], io[f"test_{corner}_heat"], atol=1e-4)
+        np.testing.assert_allclose(
+            outputs[f"{corner}_heat"][1], io[f"test_{corner}_heat"], atol=1e-4
+        )
 
 
 def test_random_weights_keep_activations_order_one():
@@ -174,16 +185,22 @@ def test_keras_model_matches_reference(cfg, size):
             err = float(np.max(np.abs(got - want)))
             worst = max(worst, err)
             assert err <= ATOL, f"{key} stack {stack}: max abs error {err:.2e} > {ATOL}"
-    print(f"Keras vs NumPy reference ({cfg['num_stacks']} stacks, dims {cfg['dims']}): max abs error {worst:.2e}")
+    print(
+        f"Keras vs NumPy reference ({cfg['num_stacks']} stacks, dims {cfg['dims']}): max abs error {worst:.2e}"
+    )
 
 
 def test_keras_model_matches_reference_with_golden_weights_at_another_size(golden_model):
     """The golden weights on a tall image (the golden input is wide): 253 x 125 -> 64 x 32 maps."""
     images = np.random.default_rng(11).normal(size=(1, 3, 253, 125)).astype(np.float32)
-    expected = official_forward(load_golden("model_weights.npz"), images.astype(np.float64), GOLDEN_ARCH)
+    expected = official_forward(
+        load_golden("model_weights.npz"), images.astype(np.float64), GOLDEN_ARCH
+    )
     outputs = golden_model(_to_keras_input(images), training=False)
     for key in OUTPUT_KEYS:
         for stack in range(2):
             want = np.transpose(expected[key][stack], (0, 2, 3, 1))
             assert want.shape[1:3] == (64, 32)
-            np.testing.assert_allclose(outputs[key][stack].numpy(), want, atol=ATOL, err_msg=f"{key} stack {stack}")
+            np.testing.assert_allclose(
+                outputs[key][stack].numpy(), want, atol=ATOL, err_msg=f"{key} stack {stack}"
+            )

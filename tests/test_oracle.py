@@ -10,7 +10,12 @@ import tensorflow as tf
 from PIL import Image
 
 from cornernet_tf.config import load_config
-from cornernet_tf.eval.oracle import OracleDetector, boxes_in_input, ground_truth_maps, probability_to_logit
+from cornernet_tf.eval.oracle import (
+    OracleDetector,
+    boxes_in_input,
+    ground_truth_maps,
+    probability_to_logit,
+)
 from cornernet_tf.eval.runner import evaluate
 from cornernet_tf.inference.preprocess import place_in_canvas, scale_geometry
 
@@ -36,9 +41,12 @@ class FakeModel:
         b, h, w = shape[0], (shape[1] + 1) // 4, (shape[2] + 1) // 4
         heat = tf.fill([b, h, w, self.model_config.num_classes], -5.0)
         out = {
-            "tl_heat": heat, "br_heat": heat,
-            "tl_tag": tf.fill([b, h, w, 1], self.tl_tag), "br_tag": tf.fill([b, h, w, 1], self.br_tag),
-            "tl_regr": tf.zeros([b, h, w, 2]), "br_regr": tf.zeros([b, h, w, 2]),
+            "tl_heat": heat,
+            "br_heat": heat,
+            "tl_tag": tf.fill([b, h, w, 1], self.tl_tag),
+            "br_tag": tf.fill([b, h, w, 1], self.br_tag),
+            "tl_regr": tf.zeros([b, h, w, 2]),
+            "br_regr": tf.zeros([b, h, w, 2]),
         }
         return {k: [v] for k, v in out.items()}
 
@@ -72,9 +80,13 @@ def test_boxes_follow_the_test_placement_and_flip(scale):
     canvas = place_in_canvas(marker, geometry)
     (cy,), (cx,) = np.nonzero(canvas[..., 0])
     box = np.array([[x, y, x + 1, y + 1]]) / scale  # the pixel, in original-image coordinates
-    np.testing.assert_allclose(boxes_in_input(box, geometry)[0], [cx, cy, cx + 1, cy + 1], atol=1e-9)
+    np.testing.assert_allclose(
+        boxes_in_input(box, geometry)[0], [cx, cy, cx + 1, cy + 1], atol=1e-9
+    )
     (fy,), (fx,) = np.nonzero(canvas[:, ::-1, 0])
-    np.testing.assert_allclose(boxes_in_input(box, geometry, flipped=True)[0], [fx, fy, fx + 1, fy + 1], atol=1e-9)
+    np.testing.assert_allclose(
+        boxes_in_input(box, geometry, flipped=True)[0], [fx, fy, fx + 1, fy + 1], atol=1e-9
+    )
 
 
 def test_ground_truth_maps_are_the_training_targets():
@@ -154,15 +166,29 @@ def test_oracle_evaluation_reaches_ap_one(tmp_path):
         for cls in rng.permutation(3)[: 1 + i % 3]:
             bw, bh = rng.uniform(12, w / 2), rng.uniform(12, h / 2)
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            annotations.append({"id": len(annotations) + 1, "image_id": 100 + i, "category_id": ids[int(cls)],
-                                "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": 100 + i,
+                    "category_id": ids[int(cls)],
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": c, "name": f"c{c}"} for c in (11, 4, 7)]
     ann = tmp_path / "gt.json"
-    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    ann.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     config = load_config(TINY)
-    m = evaluate(FakeModel(), config, str(ann), str(tmp_path), oracle="heatmaps+offsets", progress=False)
+    m = evaluate(
+        FakeModel(), config, str(ann), str(tmp_path), oracle="heatmaps+offsets", progress=False
+    )
     assert m["AP"] == pytest.approx(1.0, abs=1e-9)
     assert m["AP90"] == pytest.approx(1.0, abs=1e-9)
-    heat_only = evaluate(FakeModel(), config, str(ann), str(tmp_path), oracle="heatmaps", progress=False)
+    heat_only = evaluate(
+        FakeModel(), config, str(ann), str(tmp_path), oracle="heatmaps", progress=False
+    )
     assert heat_only["AP50"] == pytest.approx(1.0, abs=1e-9)
     assert heat_only["AP"] < m["AP"]

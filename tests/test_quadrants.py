@@ -24,9 +24,13 @@ def test_interpolated_ap_hand_computed():
     ap = interpolated_ap(np.array([0.9, 0.8, 0.7]), np.array([True, False, True]), 2)
     assert ap == pytest.approx((51 * 1.0 + 50 * (2 / 3)) / 101)
     # the order comes from the scores, not the input order
-    assert interpolated_ap(np.array([0.7, 0.9, 0.8]), np.array([True, True, False]), 2) == pytest.approx(ap)
+    assert interpolated_ap(
+        np.array([0.7, 0.9, 0.8]), np.array([True, True, False]), 2
+    ) == pytest.approx(ap)
     assert interpolated_ap(np.array([0.5]), np.array([True]), 1) == 1.0
-    assert interpolated_ap(np.array([0.5]), np.array([True]), 4) == pytest.approx(26 / 101)  # recall 0.25
+    assert interpolated_ap(np.array([0.5]), np.array([True]), 4) == pytest.approx(
+        26 / 101
+    )  # recall 0.25
     assert interpolated_ap(np.array([]), np.array([], bool), 3) == 0.0
     assert interpolated_ap(np.array([0.5]), np.array([False]), 0) == -1.0
 
@@ -43,8 +47,17 @@ def test_interpolated_ap_agrees_with_pycocotools_on_random_lists():
     # one image per ground-truth box, detections either exactly on a box (TP) or far away (FP)
     num_gt = 7
     images = [{"id": i + 1, "width": 100, "height": 100} for i in range(num_gt)]
-    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500,
-             "iscrowd": 0} for i in range(num_gt)]
+    anns = [
+        {
+            "id": i + 1,
+            "image_id": i + 1,
+            "category_id": 1,
+            "bbox": [10, 10, 50, 50],
+            "area": 2500,
+            "iscrowd": 0,
+        }
+        for i in range(num_gt)
+    ]
     scores = rng.uniform(size=12)
     tp = np.zeros(12, bool)
     tp[rng.choice(12, 5, replace=False)] = True
@@ -52,8 +65,14 @@ def test_interpolated_ap_agrees_with_pycocotools_on_random_lists():
     for s, t in zip(scores, tp):
         if t:
             target += 1
-        dets.append({"image_id": target if t else 1, "category_id": 1, "score": float(s),
-                     "bbox": [10, 10, 50, 50] if t else [60, 60, 30, 30]})
+        dets.append(
+            {
+                "image_id": target if t else 1,
+                "category_id": 1,
+                "score": float(s),
+                "bbox": [10, 10, 50, 50] if t else [60, 60, 30, 30],
+            }
+        )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]}
@@ -69,18 +88,21 @@ def test_match_rule_class_radius_greedy():
     gt_xy = np.array([[10.0, 10.0], [30.0, 10.0], [50.0, 50.0]])
     gt_cls = np.array([0, 0, 1])
     radius = np.array([3.0, 3.0, 0.0])
-    pred_xy = np.array([
-        [11.0, 11.0],  # near gt 0 (d=1.41), same class -> match 0
-        [10.5, 10.0],  # nearer gt 0 but lower score -> gt 0 taken, gt 1 too far -> FP
-        [30.0, 13.0],  # d=3 from gt 1 (on the radius) -> match 1
-        [50.0, 50.5],  # gt 2 has radius 0: the 1-pixel floor lets d=0.5 match
-        [50.0, 50.0],  # right place, wrong class -> FP
-        [80.0, 80.0],  # nowhere -> FP
-    ])
+    pred_xy = np.array(
+        [
+            [11.0, 11.0],  # near gt 0 (d=1.41), same class -> match 0
+            [10.5, 10.0],  # nearer gt 0 but lower score -> gt 0 taken, gt 1 too far -> FP
+            [30.0, 13.0],  # d=3 from gt 1 (on the radius) -> match 1
+            [50.0, 50.5],  # gt 2 has radius 0: the 1-pixel floor lets d=0.5 match
+            [50.0, 50.0],  # right place, wrong class -> FP
+            [80.0, 80.0],  # nowhere -> FP
+        ]
+    )
     pred_cls = np.array([0, 0, 0, 1, 0, 1])
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
-    np.testing.assert_array_equal(match_corners(pred_xy, scores, pred_cls, gt_xy, gt_cls, radius),
-                                  [0, -1, 1, 2, -1, -1])
+    np.testing.assert_array_equal(
+        match_corners(pred_xy, scores, pred_cls, gt_xy, gt_cls, radius), [0, -1, 1, 2, -1, -1]
+    )
     # a higher score wins the contested corner
     scores2 = np.array([0.8, 0.9, 0.7, 0.6, 0.5, 0.4])
     assert list(match_corners(pred_xy, scores2, pred_cls, gt_xy, gt_cls, radius)[:2]) == [-1, 0]
@@ -92,7 +114,12 @@ def test_match_rule_class_radius_greedy():
 def test_quadrant_index_splits_at_the_centre():
     xs, ys = np.array([0, 49.9, 50, 99, 10]), np.array([0, 10, 10, 99, 50])
     np.testing.assert_array_equal(quadrant_index(xs, ys, 100, 100), [0, 0, 1, 3, 2])
-    assert [QUADRANTS[i] for i in (0, 1, 2, 3)] == ["top-left", "top-right", "bottom-left", "bottom-right"]
+    assert [QUADRANTS[i] for i in (0, 1, 2, 3)] == [
+        "top-left",
+        "top-right",
+        "bottom-left",
+        "bottom-right",
+    ]
 
 
 def _map_corners(boxes, geometry, cols):
@@ -108,16 +135,27 @@ def test_evaluator_per_quadrant():
     top-left corner (low score) in the top-right quadrant."""
     h, w = 200, 240
     geometry = scale_geometry(h, w, 1.0)
-    boxes = np.array([[10, 12, 60, 70], [150, 20, 230, 90], [15, 120, 80, 190], [140, 130, 200, 195]], float)
+    boxes = np.array(
+        [[10, 12, 60, 70], [150, 20, 230, 90], [15, 120, 80, 190], [140, 130, 200, 195]], float
+    )
     classes = np.array([0, 1, 0, 2])
     tl_x, tl_y = _map_corners(boxes, geometry, (0, 1))
     br_x, br_y = _map_corners(boxes, geometry, (2, 3))
     keep = np.array([True, True, True, False])
     ev = QuadrantCornerEvaluator(num_classes=3)
     corners = {
-        "tl": {"xs": np.append(tl_x[keep] + 0.4, 45.0), "ys": np.append(tl_y[keep] - 0.3, 6.0),
-               "scores": np.array([0.9, 0.8, 0.7, 0.95]), "classes": np.append(classes[keep], 1)},
-        "br": {"xs": br_x, "ys": br_y, "scores": np.array([0.9, 0.8, 0.7, 0.6]), "classes": classes},
+        "tl": {
+            "xs": np.append(tl_x[keep] + 0.4, 45.0),
+            "ys": np.append(tl_y[keep] - 0.3, 6.0),
+            "scores": np.array([0.9, 0.8, 0.7, 0.95]),
+            "classes": np.append(classes[keep], 1),
+        },
+        "br": {
+            "xs": br_x,
+            "ys": br_y,
+            "scores": np.array([0.9, 0.8, 0.7, 0.6]),
+            "classes": classes,
+        },
     }
     ev.add_image((h, w), boxes, classes, corners, geometry)
     r = ev.result()
@@ -127,7 +165,13 @@ def test_evaluator_per_quadrant():
     assert r["tl"]["top-right"] == pytest.approx(0.5)
     assert r["per_class"]["tl"]["top-right"][1] == pytest.approx(0.5)
     assert r["per_class"]["tl"]["top-right"][0] == -1.0  # no class-0 corner there
-    assert r["num_gt"]["tl"] == {"top-left": 1, "top-right": 1, "bottom-left": 1, "bottom-right": 1, "all": 4}
+    assert r["num_gt"]["tl"] == {
+        "top-left": 1,
+        "top-right": 1,
+        "bottom-left": 1,
+        "bottom-right": 1,
+        "all": 4,
+    }
     # br corners: quadrants of (x2, y2); all found
     assert all(v == 1.0 for k, v in r["br"].items() if r["num_gt"]["br"][k] > 0)
     assert r["br"]["top-left"] == 1.0  # the first object's br corner (60, 70) is still top-left
@@ -141,7 +185,11 @@ def test_matching_radius_is_the_training_radius():
     geometry = scale_geometry(h, w, 1.0)
     boxes = np.array([[20.0, 30.0, 220.0, 250.0]])
     left, top = geometry.border[2], geometry.border[0]
-    r = float(object_radius(boxes + [left, top, left, top], geometry.inp_hw, geometry.out_hw, 0.3).numpy()[0])
+    r = float(
+        object_radius(
+            boxes + [left, top, left, top], geometry.inp_hw, geometry.out_hw, 0.3
+        ).numpy()[0]
+    )
     assert r >= 2
     tl_x, tl_y = _map_corners(boxes, geometry, (0, 1))
     for shift, expected in ((r - 0.01, 1.0), (r + 0.01, 0.0)):

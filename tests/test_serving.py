@@ -7,17 +7,22 @@ message, and the server must keep answering good requests afterwards.
 
 import json
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from serving import client
 from serving.server import ServedModel, resolve_version_dir, serve_in_process, serve_rest_in_process
 
 CONFIG = "configs/cornernet_tiny.yaml"
-SMALL = ["model.dims=[16,16,16]", "model.modules=[1,1,1]", "model.stem_dims=[8,16]", "model.cnv_dim=16",
-         "model.pool_dim=8", "model.head_dim=8"]
+SMALL = [
+    "model.dims=[16,16,16]",
+    "model.modules=[1,1,1]",
+    "model.stem_dims=[8,16]",
+    "model.cnv_dim=16",
+    "model.pool_dim=8",
+    "model.head_dim=8",
+]
 CATEGORY_IDS = [2, 4, 6]
 
 
@@ -35,7 +40,9 @@ def export_dir(tmp_path_factory):
             for var in stack[f"{corner}_tag"].out.weights:
                 var.assign(np.zeros(var.shape, np.float32))
     root = tmp_path_factory.mktemp("serving")
-    export_saved_model(model, out_dir=str(root / "cornernet"), version=2, category_ids=CATEGORY_IDS, config=config)
+    export_saved_model(
+        model, out_dir=str(root / "cornernet"), version=2, category_ids=CATEGORY_IDS, config=config
+    )
     return str(root / "cornernet")
 
 
@@ -74,7 +81,7 @@ def direct(export_dir, image_files):
 def _assert_same(got, expected, index=None):
     assert set(got) == set(expected)
     for key in expected:
-        want = expected[key] if index is None else expected[key][index:index + 1]
+        want = expected[key] if index is None else expected[key][index : index + 1]
         np.testing.assert_allclose(got[key], want, atol=1e-6, err_msg=key)
 
 
@@ -94,9 +101,13 @@ def test_grpc_bytes_and_pixels(served, image_files, direct):
     assert set(np.unique(out["detection_classes"])) <= {0.0, 2.0, 4.0, 6.0}
     assert out["num_detections"].max() > 0
     pixels = client.decode_to_array(open(image_files[0], "rb").read())
-    _assert_same(client.predict_grpc("127.0.0.1", port, pixels), direct, index=0)  # array -> serving_default
+    _assert_same(
+        client.predict_grpc("127.0.0.1", port, pixels), direct, index=0
+    )  # array -> serving_default
     encoded = open(image_files[1], "rb").read()
-    _assert_same(client.predict_grpc(f"127.0.0.1:{port}", encoded, model_name="cornernet"), direct, index=1)
+    _assert_same(
+        client.predict_grpc(f"127.0.0.1:{port}", encoded, model_name="cornernet"), direct, index=1
+    )
 
 
 def test_grpc_metadata(served):
@@ -109,14 +120,43 @@ def test_grpc_metadata(served):
 GOOD = (np.full((1, 40, 48, 3), 90, np.uint8), "serving_default", "images")
 BAD_REQUESTS = [
     # (batch, signature, input name, expected code, message pattern)
-    (np.zeros((1, 40, 48, 3), np.float32), "serving_default", "images", "INVALID_ARGUMENT", "expects uint8"),
+    (
+        np.zeros((1, 40, 48, 3), np.float32),
+        "serving_default",
+        "images",
+        "INVALID_ARGUMENT",
+        "expects uint8",
+    ),
     (np.zeros((40, 48, 3), np.uint8), "serving_default", "images", "INVALID_ARGUMENT", "rank 4"),
-    (np.zeros((0, 40, 48, 3), np.uint8), "serving_default", "images", "INVALID_ARGUMENT", "batch is empty"),
-    (np.array([b"\x89PNG but not really"], object), "serving_bytes", "image_bytes", "INVALID_ARGUMENT",
-     "image file format"),
+    (
+        np.zeros((0, 40, 48, 3), np.uint8),
+        "serving_default",
+        "images",
+        "INVALID_ARGUMENT",
+        "batch is empty",
+    ),
+    (
+        np.array([b"\x89PNG but not really"], object),
+        "serving_bytes",
+        "image_bytes",
+        "INVALID_ARGUMENT",
+        "image file format",
+    ),
     (np.array([], object), "serving_bytes", "image_bytes", "INVALID_ARGUMENT", "batch is empty"),
-    (np.zeros((1, 40, 48, 3), np.uint8), "serving_nothing", "images", "INVALID_ARGUMENT", "signature"),
-    (np.zeros((1, 40, 48, 3), np.uint8), "serving_default", "pixels", "INVALID_ARGUMENT", "missing \\['images'\\]"),
+    (
+        np.zeros((1, 40, 48, 3), np.uint8),
+        "serving_nothing",
+        "images",
+        "INVALID_ARGUMENT",
+        "signature",
+    ),
+    (
+        np.zeros((1, 40, 48, 3), np.uint8),
+        "serving_default",
+        "pixels",
+        "INVALID_ARGUMENT",
+        "missing \\['images'\\]",
+    ),
 ]
 
 
@@ -124,9 +164,13 @@ BAD_REQUESTS = [
 def test_grpc_bad_request_then_good_request(served, batch, signature, name, code, pattern):
     port = served["grpc"]
     with pytest.raises(client.PredictionError, match=pattern) as info:
-        client.predict_request_grpc("127.0.0.1", port, client.make_predict_request(batch, "cornernet", signature, name))
+        client.predict_request_grpc(
+            "127.0.0.1", port, client.make_predict_request(batch, "cornernet", signature, name)
+        )
     assert info.value.code == code
-    good = client.predict_request_grpc("127.0.0.1", port, client.make_predict_request(GOOD[0], "cornernet", *GOOD[1:]))
+    good = client.predict_request_grpc(
+        "127.0.0.1", port, client.make_predict_request(GOOD[0], "cornernet", *GOOD[1:])
+    )
     assert good["detection_boxes"].shape == (1, 100, 4)
 
 
@@ -146,17 +190,23 @@ def test_rest_matches_grpc(served, image_files, direct):
     _assert_same(client.predict_rest("127.0.0.1", port, pixels, version=2), direct, index=2)
 
 
-@pytest.mark.parametrize("body, pattern", [
-    ({"signature_name": "serving_bytes", "instances": [{"b64": "bm90IGFuIGltYWdl"}]}, "image file format"),
-    ({"instances": [[[[1.5, 2.0, 3.0]]]]}, "uint8 integers"),
-    ({"instances": [[[1, 2, 3]]]}, "rank 4"),
-    ({"instances": [[[[1, 2, 3], [4, 5]]]]}, "rectangular"),
-    ({"instances": [[[[300, 2, 3]]]]}, "uint8 range"),
-    ({"signature_name": "serving_bytes", "instances": []}, "batch is empty"),
-    ({"signature_name": "nope", "instances": [[[[1, 2, 3]]]]}, "signature"),
-    ({"instances": [{"pixels": [[[1, 2, 3]]]}]}, "missing"),
-    ({"inputs": [[[[1, 2, 3]]]], "instances": []}, "exactly one"),
-])
+@pytest.mark.parametrize(
+    "body, pattern",
+    [
+        (
+            {"signature_name": "serving_bytes", "instances": [{"b64": "bm90IGFuIGltYWdl"}]},
+            "image file format",
+        ),
+        ({"instances": [[[[1.5, 2.0, 3.0]]]]}, "uint8 integers"),
+        ({"instances": [[[1, 2, 3]]]}, "rank 4"),
+        ({"instances": [[[[1, 2, 3], [4, 5]]]]}, "rectangular"),
+        ({"instances": [[[[300, 2, 3]]]]}, "uint8 range"),
+        ({"signature_name": "serving_bytes", "instances": []}, "batch is empty"),
+        ({"signature_name": "nope", "instances": [[[[1, 2, 3]]]]}, "signature"),
+        ({"instances": [{"pixels": [[[1, 2, 3]]]}]}, "missing"),
+        ({"inputs": [[[[1, 2, 3]]]], "instances": []}, "exactly one"),
+    ],
+)
 def test_rest_bad_request_then_good_request(served, image_files, body, pattern):
     port = served["rest"]
     with pytest.raises(client.PredictionError, match=pattern) as info:
@@ -172,13 +222,20 @@ def test_rest_columnar_format_and_status(served, direct, image_files):
 
     port = served["rest"]
     data = base64.b64encode(open(image_files[1], "rb").read()).decode()
-    reply = client.post_json(client.predict_url("127.0.0.1", port),
-                             {"signature_name": "serving_bytes", "inputs": {"image_bytes": [{"b64": data}]}})
-    np.testing.assert_allclose(reply["outputs"]["detection_scores"], direct["detection_scores"][1:2], atol=1e-6)
+    reply = client.post_json(
+        client.predict_url("127.0.0.1", port),
+        {"signature_name": "serving_bytes", "inputs": {"image_bytes": [{"b64": data}]}},
+    )
+    np.testing.assert_allclose(
+        reply["outputs"]["detection_scores"], direct["detection_scores"][1:2], atol=1e-6
+    )
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/cornernet") as response:
         status = json.loads(response.read())
-    assert status["model_version_status"][0] == {"version": "2", "state": "AVAILABLE",
-                                                 "status": {"error_code": "OK", "error_message": ""}}
+    assert status["model_version_status"][0] == {
+        "version": "2",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
     with pytest.raises(client.PredictionError) as info:
         client.post_json(client.predict_url("127.0.0.1", port, "other"), {"instances": []})
     assert info.value.code == "HTTP 404"
@@ -187,7 +244,16 @@ def test_rest_columnar_format_and_status(served, direct, image_files):
 def test_client_command_and_cornernet_serve_client(served, image_files, direct, capsys):
     from cornernet_tf.cli import main as cli_main
 
-    args = ["--host", "127.0.0.1", "--port", str(served["grpc"]), "--min-score", "0", "--json", *image_files]
+    args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(served["grpc"]),
+        "--min-score",
+        "0",
+        "--json",
+        *image_files,
+    ]
     assert client.main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert [len(printed[p]) for p in image_files] == [int(n) for n in direct["num_detections"]]
@@ -198,10 +264,32 @@ def test_client_command_and_cornernet_serve_client(served, image_files, direct, 
     np.testing.assert_allclose(best["box"], [xmin * w, ymin * h, xmax * w, ymax * h], rtol=1e-5)
     assert best["category_id"] == int(direct["detection_classes"][i, 0])
 
-    rest_args = ["serve-client", "--protocol", "rest", "--port", str(served["rest"]), "--signature",
-                 "serving_default", "--min-score", "0.0", image_files[2]]
+    rest_args = [
+        "serve-client",
+        "--protocol",
+        "rest",
+        "--port",
+        str(served["rest"]),
+        "--signature",
+        "serving_default",
+        "--min-score",
+        "0.0",
+        image_files[2],
+    ]
     assert cli_main(rest_args) == 0
     table = capsys.readouterr().out
     assert f"{int(direct['num_detections'][2])} detection(s)" in table
-    assert cli_main(["serve-client", "--port", str(served["grpc"]), "--model-name", "missing", image_files[0]]) == 1
+    assert (
+        cli_main(
+            [
+                "serve-client",
+                "--port",
+                str(served["grpc"]),
+                "--model-name",
+                "missing",
+                image_files[0],
+            ]
+        )
+        == 1
+    )
     assert "NOT_FOUND" in capsys.readouterr().err

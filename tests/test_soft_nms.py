@@ -47,7 +47,11 @@ def scalar_reference(boxes, sigma=0.5, Nt=0.3, threshold=0.001, method=0, weight
             if iw > 0:
                 ih = F(float(min(ty2, y2) - max(ty1, y1)) + 1)
                 if ih > 0:
-                    ua = F((float(tx2 - tx1) + 1) * (float(ty2 - ty1) + 1) + float(area) - float(iw * ih))
+                    ua = F(
+                        (float(tx2 - tx1) + 1) * (float(ty2 - ty1) + 1)
+                        + float(area)
+                        - float(iw * ih)
+                    )
                     ov = iw * ih / ua
                     if method == 1:
                         weight = F(1 - float(ov)) if ov > Nt else F(1)
@@ -153,7 +157,9 @@ def test_stale_rows_and_unmoved_score_columns():
     assert n == 2
     expected = np.array([[0, 0, 10, 10, 0.9], [50, 50, 60, 60, 0.7], [50, 50, 60, 60, 0.7]], F)
     np.testing.assert_array_equal(boxes[:, 0:5], expected)
-    np.testing.assert_array_equal(boxes[:, 5:7], np.array([[0.11, 0.12], [0.21, 0.22], [0.31, 0.32]], F))
+    np.testing.assert_array_equal(
+        boxes[:, 5:7], np.array([[0.11, 0.12], [0.21, 0.22], [0.31, 0.32]], F)
+    )
 
 
 def test_empty_and_single_row():

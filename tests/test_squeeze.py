@@ -2,15 +2,24 @@
 independent NumPy implementation of the official PyTorch modules (symmetric padding, depthwise 3x3,
 ConvTranspose2d(k=4, s=2, p=1)), plus shapes, parameter counts and serialisation."""
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
 from cornernet_tf.config import load_config
-from cornernet_tf.modeling.backbones import build_backbone_stacks, output_hw, output_stride, stride_multiple
+from cornernet_tf.modeling.backbones import (
+    build_backbone_stacks,
+    output_hw,
+    output_stride,
+    stride_multiple,
+)
 from cornernet_tf.modeling.cornernet import OUTPUT_KEYS, CornerNet, build_model
-from cornernet_tf.modeling.squeeze import FireModule, PointwisePredictionHead, SqueezeHourglass, SqueezeStem
+from cornernet_tf.modeling.squeeze import (
+    FireModule,
+    PointwisePredictionHead,
+    SqueezeHourglass,
+    SqueezeStem,
+)
 
 EPS = 1e-5
 TINY = "configs/cornernet_squeeze_tiny.yaml"
@@ -26,12 +35,12 @@ def np_conv(x, w, stride=1, pad=0, groups=1, bias=None):
     gout = cout // groups
     out = np.zeros((n, oh, ow, cout))
     for g in range(groups):
-        xs = x[..., g * gin:(g + 1) * gin]
-        ws = w[..., g * gout:(g + 1) * gout]
+        xs = x[..., g * gin : (g + 1) * gin]
+        ws = w[..., g * gout : (g + 1) * gout]
         for a in range(kh):
             for b in range(kw):
-                patch = xs[:, a:a + stride * oh:stride, b:b + stride * ow:stride, :]
-                out[..., g * gout:(g + 1) * gout] += patch @ ws[a, b]
+                patch = xs[:, a : a + stride * oh : stride, b : b + stride * ow : stride, :]
+                out[..., g * gout : (g + 1) * gout] += patch @ ws[a, b]
     return out if bias is None else out + bias
 
 
@@ -43,9 +52,10 @@ def np_conv_transpose(x, w, stride, pad, bias):
     full = np.zeros((n, (h - 1) * stride + kh, (wd - 1) * stride + kw, cout))
     for i in range(h):
         for j in range(wd):
-            full[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :] += np.einsum(
-                "nc,abdc->nabd", x[:, i, j, :].astype(np.float64), w)
-    return full[:, pad:full.shape[1] - pad, pad:full.shape[2] - pad, :] + bias
+            full[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :] += np.einsum(
+                "nc,abdc->nabd", x[:, i, j, :].astype(np.float64), w
+            )
+    return full[:, pad : full.shape[1] - pad, pad : full.shape[2] - pad, :] + bias
 
 
 def np_bn(x, layer):
@@ -113,7 +123,11 @@ def test_stem_down_samples_8x_with_symmetric_padding():
     for hw in [(127, 127), (64, 48), (33, 17)]:
         shape = (1,) + hw + (3,)
         out = stem(np.zeros(shape, np.float32))
-        assert out.shape[1:3] == tuple((s + 7) // 8 for s in hw) == stem.compute_output_shape(shape)[1:3]
+        assert (
+            out.shape[1:3]
+            == tuple((s + 7) // 8 for s in hw)
+            == stem.compute_output_shape(shape)[1:3]
+        )
 
 
 def test_pointwise_head_is_two_1x1_convolutions():
@@ -128,12 +142,15 @@ def test_pointwise_head_is_two_1x1_convolutions():
     np.testing.assert_allclose(head(x).numpy(), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("layer", [
-    FireModule(8, stride=2, name="f"),
-    SqueezeStem([4, 8], name="s"),
-    SqueezeHourglass([8, 12, 16], [1, 1, 2], name="h"),
-    PointwisePredictionHead(3, 5, bias_init=-1.0, name="p"),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        FireModule(8, stride=2, name="f"),
+        SqueezeStem([4, 8], name="s"),
+        SqueezeHourglass([8, 12, 16], [1, 1, 2], name="h"),
+        PointwisePredictionHead(3, 5, bias_init=-1.0, name="p"),
+    ],
+)
 def test_layers_round_trip_through_get_config(layer):
     clone = layer.__class__.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -154,6 +171,7 @@ def test_bad_arguments_name_the_value():
 # ----------------------------------------------------------------------------- whole model
 def _expected_parameter_count(cfg) -> int:
     """Parameters of CornerNet-Squeeze counted from the architecture description alone."""
+
     def conv(cin, cout, k, bias=False):
         return k * k * cin * cout + (cout if bias else 0)
 
@@ -175,24 +193,38 @@ def _expected_parameter_count(cfg) -> int:
         cur, nxt = dims[0], dims[1]
         n = sum(fire(cur, cur) for _ in range(mods[0]))
         n += fire(cur, nxt) + sum(fire(nxt, nxt) for _ in range(mods[0] - 1))
-        n += hourglass(dims[1:], mods[1:]) if len(dims) > 2 else sum(fire(nxt, nxt) for _ in range(mods[1]))
+        n += (
+            hourglass(dims[1:], mods[1:])
+            if len(dims) > 2
+            else sum(fire(nxt, nxt) for _ in range(mods[1]))
+        )
         n += sum(fire(nxt, nxt) for _ in range(mods[0] - 1)) + fire(nxt, cur)
         return n + conv(cur, cur, 4, bias=True)
 
     d0, cnv, pool, head = cfg.dims[0], cfg.cnv_dim, cfg.pool_dim, cfg.head_dim or cfg.dims[0]
     stem = conv_bn(3, cfg.stem_dims[0], 7) + residual(cfg.stem_dims[0], d0, 2) + residual(d0, d0, 2)
-    corner = 2 * conv_bn(cnv, pool, 3) + conv_bn(pool, cnv, 3) + conv_bn(cnv, cnv, 1) + conv_bn(cnv, cnv, 3)
-    heads = sum(conv(cnv, head, 1, True) + conv(head, out, 1, True) for out in (cfg.num_classes, 1, 2))
+    corner = (
+        2 * conv_bn(cnv, pool, 3)
+        + conv_bn(pool, cnv, 3)
+        + conv_bn(cnv, cnv, 1)
+        + conv_bn(cnv, cnv, 3)
+    )
+    heads = sum(
+        conv(cnv, head, 1, True) + conv(head, out, 1, True) for out in (cfg.num_classes, 1, 2)
+    )
     stack = hourglass(cfg.dims, cfg.modules) + conv_bn(d0, cnv, 3) + 2 * (corner + heads)
     merge = conv_bn(d0, d0, 1) + conv_bn(cnv, d0, 1) + residual(d0, d0, 1)
     return stem + cfg.num_stacks * stack + (cfg.num_stacks - 1) * merge
 
 
-@pytest.mark.parametrize("path, overrides", [
-    (TINY, []),
-    (TINY, ["model.num_stacks=2"]),
-    ("configs/cornernet_squeeze.yaml", []),
-])
+@pytest.mark.parametrize(
+    "path, overrides",
+    [
+        (TINY, []),
+        (TINY, ["model.num_stacks=2"]),
+        ("configs/cornernet_squeeze.yaml", []),
+    ],
+)
 def test_parameter_count_matches_the_architecture(path, overrides):
     cfg = load_config(path, overrides).model
     model = build_model(cfg)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import load_golden
+
 from cornernet_tf.targets import (
     draw_gaussian,
     draw_heatmaps,
@@ -62,7 +62,9 @@ def ref_draw_gaussian(heatmap, center, radius):
     np.maximum(masked_heatmap, masked_gaussian, out=masked_heatmap)
 
 
-def ref_encode(dets, input_size, output_size, categories, gaussian_bump=True, gaussian_rad=-1, iou=0.3):
+def ref_encode(
+    dets, input_size, output_size, categories, gaussian_bump=True, gaussian_rad=-1, iou=0.3
+):
     """dets: [N, 5] (x1, y1, x2, y2, class_1based) float64. Heatmaps are returned [C, H, W]."""
     max_tag_len = 128
     tl_heat = np.zeros((categories, output_size[0], output_size[1]), np.float32)
@@ -97,19 +99,31 @@ def ref_encode(dets, input_size, output_size, categories, gaussian_bump=True, ga
     mask = np.zeros((max_tag_len,), np.uint8)
     mask[: len(dets)] = 1
     return dict(
-        tl_heat=tl_heat, br_heat=br_heat, tl_regr=tl_regr, br_regr=br_regr, tl_tag=tl_tag, br_tag=br_tag, mask=mask
+        tl_heat=tl_heat,
+        br_heat=br_heat,
+        tl_regr=tl_regr,
+        br_regr=br_regr,
+        tl_tag=tl_tag,
+        br_tag=br_tag,
+        mask=mask,
     )
 
 
 def encode_dets(dets, input_size, output_size, num_classes, **kwargs):
     """Our encoder on official-style [N, 5] detections with 1-based classes."""
     dets = np.asarray(dets, np.float64).reshape(-1, 5)
-    return encode_targets(dets[:, :4], dets[:, 4].astype(np.int64) - 1, input_size, output_size, num_classes, **kwargs)
+    return encode_targets(
+        dets[:, :4], dets[:, 4].astype(np.int64) - 1, input_size, output_size, num_classes, **kwargs
+    )
 
 
 def assert_matches_reference(ours, ref, atol=1e-6):
-    np.testing.assert_allclose(ours["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], rtol=0, atol=atol)
-    np.testing.assert_allclose(ours["br_heatmap"].numpy().transpose(2, 0, 1), ref["br_heat"], rtol=0, atol=atol)
+    np.testing.assert_allclose(
+        ours["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], rtol=0, atol=atol
+    )
+    np.testing.assert_allclose(
+        ours["br_heatmap"].numpy().transpose(2, 0, 1), ref["br_heat"], rtol=0, atol=atol
+    )
     np.testing.assert_allclose(ours["tl_regr"].numpy(), ref["tl_regr"], rtol=0, atol=atol)
     np.testing.assert_allclose(ours["br_regr"].numpy(), ref["br_regr"], rtol=0, atol=atol)
     np.testing.assert_array_equal(ours["tl_tag"].numpy(), ref["tl_tag"])
@@ -127,14 +141,18 @@ def test_gaussian_radius_matches_official(overlap):
     radius = gaussian_radius(hw[:, 0], hw[:, 1], min_overlap)
     assert radius.dtype == tf.float64 and radius.shape == (len(hw),)
     np.testing.assert_allclose(radius.numpy(), GAUSSIAN[f"radius_ov{overlap}"], rtol=1e-9, atol=0)
-    np.testing.assert_array_equal(np.maximum(0, radius.numpy().astype(np.int64)), GAUSSIAN[f"radius_int_ov{overlap}"])
+    np.testing.assert_array_equal(
+        np.maximum(0, radius.numpy().astype(np.int64)), GAUSSIAN[f"radius_int_ov{overlap}"]
+    )
     # The first-commit formula (CenterNet's) is about 2x larger: make sure it is not what we compute.
     assert np.all(radius.numpy() < GAUSSIAN[f"radius_firstcommit_ov{overlap}"])
 
 
 def test_gaussian_radius_accepts_tensors_and_broadcasts():
     hw = GAUSSIAN["radius_hw"][:20]
-    from_tensors = gaussian_radius(tf.constant(hw[:, 0], tf.float32), tf.constant(hw[:, 1]), 0.3).numpy()
+    from_tensors = gaussian_radius(
+        tf.constant(hw[:, 0], tf.float32), tf.constant(hw[:, 1]), 0.3
+    ).numpy()
     np.testing.assert_allclose(from_tensors, GAUSSIAN["radius_ov03"][:20], rtol=1e-6)
     grid = gaussian_radius(np.array([[10.0], [20.0]]), np.array([5.0, 7.0, 9.0]), 0.3)
     assert grid.shape == (2, 3)
@@ -165,7 +183,9 @@ def test_bumps_match_official_draws_singles_and_merged():
     bumps = gaussian_bumps(params[:, 0], params[:, 1], params[:, 2], 40, 50).numpy()
     assert bumps.dtype == np.float32 and bumps.shape == (8, 40, 50)
     np.testing.assert_allclose(bumps, GAUSSIAN["draw_heatmap_singles"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(bumps.max(axis=0), GAUSSIAN["draw_heatmap_merged"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        bumps.max(axis=0), GAUSSIAN["draw_heatmap_merged"], rtol=0, atol=1e-6
+    )
 
 
 def test_draw_gaussian_in_sequence_matches_merged():
@@ -245,12 +265,16 @@ def test_encode_targets_non_square_matches_numpy_reference():
     in_hw, out_hw = (255, 383), (64, 96)
     dets = _non_square_dets(np.random.default_rng(7))
     x_round, y_round = dets[-1, 0], dets[-1, 1]
-    assert int(x_round * (96 / 383)) == 40 and int(y_round * (64 / 255)) == 16  # the case is exercised
+    assert (
+        int(x_round * (96 / 383)) == 40 and int(y_round * (64 / 255)) == 16
+    )  # the case is exercised
     out = encode_dets(dets, in_hw, out_hw, 4)
     assert_matches_reference(out, ref_encode(dets, in_hw, out_hw, 4))
     last = len(dets) - 1
     assert int(out["tl_tag"][last]) == 16 * 96 + 40
-    np.testing.assert_array_equal(out["tl_regr"][last].numpy(), [1.0, 1.0])  # ~0.9999999 stored as 1.0
+    np.testing.assert_array_equal(
+        out["tl_regr"][last].numpy(), [1.0, 1.0]
+    )  # ~0.9999999 stored as 1.0
 
 
 @pytest.mark.parametrize("radius_mode", ["none", "fixed_int"])
@@ -268,7 +292,9 @@ def test_ablation_modes_match_official_switches(radius_mode):
 
 
 def test_fractional_fixed_radius_keeps_sigma_on_floor_window():
-    out = encode_targets([[200.0, 200.0, 400.0, 400.0]], [1], (511, 511), (128, 128), 2, radius_mode="fixed")
+    out = encode_targets(
+        [[200.0, 200.0, 400.0, 400.0]], [1], (511, 511), (128, 128), 2, radius_mode="fixed"
+    )
     heat = out["tl_heatmap"].numpy()[..., 1]
     cx = cy = int(200.0 * 128 / 511)
     sigma = (2 * 2.5 + 1) / 6  # = 1
@@ -279,10 +305,22 @@ def test_fractional_fixed_radius_keeps_sigma_on_floor_window():
 
 
 def test_empty_image_gives_zero_targets():
-    empties = [(np.zeros((0, 4)), np.zeros((0,), np.int64)), ([], []), (tf.zeros([0, 4]), tf.zeros([0], tf.int32))]
+    empties = [
+        (np.zeros((0, 4)), np.zeros((0,), np.int64)),
+        ([], []),
+        (tf.zeros([0, 4]), tf.zeros([0], tf.int32)),
+    ]
     for boxes, classes in empties:
         out = encode_targets(boxes, classes, (511, 511), (128, 128), 80)
-        for key in ("tl_heatmap", "br_heatmap", "tl_regr", "br_regr", "tl_tag", "br_tag", "tag_mask"):
+        for key in (
+            "tl_heatmap",
+            "br_heatmap",
+            "tl_regr",
+            "br_regr",
+            "tl_tag",
+            "br_tag",
+            "tag_mask",
+        ):
             assert not out[key].numpy().any(), key
         assert out["tl_heatmap"].shape == (128, 128, 80)
         assert int(out["num_objects"]) == 0 and int(out["num_dropped"]) == 0
@@ -297,7 +335,9 @@ def test_objects_beyond_max_objects_are_counted_and_still_drawn():
     np.testing.assert_allclose(out["br_regr"].numpy(), ref["br_regr"][:4], atol=1e-6)
     np.testing.assert_array_equal(out["tag_mask"].numpy(), [1, 1, 1, 1])
     # The heatmaps hold all 7 objects.
-    np.testing.assert_allclose(out["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], atol=1e-6)
+    np.testing.assert_allclose(
+        out["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], atol=1e-6
+    )
 
 
 def test_python_lists_are_encoded_in_float64():
@@ -313,7 +353,9 @@ def test_corners_outside_the_map_are_clamped():
     # An unclipped box reaching past the image must not index outside the heatmap.
     out = encode_targets([[-3.0, -2.0, 600.0, 700.0]], [0], (511, 511), (128, 128), 1)
     assert int(out["tl_tag"][0]) == 0 and int(out["br_tag"][0]) == 127 * 128 + 127
-    assert out["tl_heatmap"].numpy()[0, 0, 0] == 1.0 and out["br_heatmap"].numpy()[127, 127, 0] == 1.0
+    assert (
+        out["tl_heatmap"].numpy()[0, 0, 0] == 1.0 and out["br_heatmap"].numpy()[127, 127, 0] == 1.0
+    )
 
 
 def test_encode_targets_in_tf_function_with_unknown_n():
@@ -340,14 +382,21 @@ def test_encode_targets_inside_tf_data_map_with_variable_box_counts():
         gen,
         output_signature=(tf.TensorSpec([None, 4], tf.float64), tf.TensorSpec([None], tf.int64)),
     )
-    ds = ds.map(lambda b, c: encode_targets(b, c, (255, 383), (64, 96), 4, max_objects=8), num_parallel_calls=2)
+    ds = ds.map(
+        lambda b, c: encode_targets(b, c, (255, 383), (64, 96), 4, max_objects=8),
+        num_parallel_calls=2,
+    )
     batches = list(ds.batch(2))
     assert len(batches) == 2 and batches[0]["tl_heatmap"].shape == (2, 64, 96, 4)
     for i, (s, n) in enumerate(zip(starts, sizes)):
         got = {k: v[i % 2] for k, v in batches[i // 2].items()}
         ref = ref_encode(dets[s : s + n], (255, 383), (64, 96), 4)
-        np.testing.assert_allclose(got["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], atol=1e-6)
-        np.testing.assert_allclose(got["br_heatmap"].numpy().transpose(2, 0, 1), ref["br_heat"], atol=1e-6)
+        np.testing.assert_allclose(
+            got["tl_heatmap"].numpy().transpose(2, 0, 1), ref["tl_heat"], atol=1e-6
+        )
+        np.testing.assert_allclose(
+            got["br_heatmap"].numpy().transpose(2, 0, 1), ref["br_heat"], atol=1e-6
+        )
         np.testing.assert_array_equal(got["br_tag"].numpy(), ref["br_tag"][:8])
         assert int(got["num_objects"]) == min(n, 8) and int(got["num_dropped"]) == max(n - 8, 0)
 

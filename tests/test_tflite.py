@@ -9,14 +9,18 @@ compared with float32 and the agreement is printed; only sane bounds are asserte
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
 from cornernet_tf.export import postprocess as pp
 from cornernet_tf.export.litert_runner import LiteRTDetector
-from cornernet_tf.export.tflite import ConversionError, convert_saved_model, convert_variants, list_operators
+from cornernet_tf.export.tflite import (
+    ConversionError,
+    convert_saved_model,
+    convert_variants,
+    list_operators,
+)
 
 CONFIG = "configs/cornernet_tiny.yaml"
 HEAT_ATOL = 1e-4
@@ -83,7 +87,11 @@ def box_agreement(reference, other, top=10, iou=0.7):
         x2 = np.minimum(box[2], same[:, 2])
         y2 = np.minimum(box[3], same[:, 3])
         inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        union = (box[2] - box[0]) * (box[3] - box[1]) + (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1]) - inter
+        union = (
+            (box[2] - box[0]) * (box[3] - box[1])
+            + (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1])
+            - inter
+        )
         hits += bool(np.any(inter / np.maximum(union, 1e-9) >= iou))
     return hits / n
 
@@ -106,15 +114,22 @@ def check_variants(model, paths, images, name):
             runner = LiteRTDetector(paths[quantize], num_threads=2)
             maps = runner.maps(canvas)
             for key, value in maps.items():
-                assert value.shape == expected_maps[key].shape and np.all(np.isfinite(value)), (quantize, key)
-            heat_err = max(float(np.max(np.abs(pp._sigmoid(maps[k]) - pp._sigmoid(expected_maps[k]))))
-                           for k in ("tl_heat", "br_heat"))
+                assert value.shape == expected_maps[key].shape and np.all(np.isfinite(value)), (
+                    quantize,
+                    key,
+                )
+            heat_err = max(
+                float(np.max(np.abs(pp._sigmoid(maps[k]) - pp._sigmoid(expected_maps[k]))))
+                for k in ("tl_heat", "br_heat")
+            )
             agreement = box_agreement(fp32, runner.detect(image))
             report.setdefault(quantize, []).append((heat_err, agreement))
     for quantize, rows in report.items():
         heat = max(r[0] for r in rows)
         agree = float(np.mean([r[1] for r in rows]))
-        print(f"{name} {quantize} vs float32: max |sigmoid(heat) diff| {heat:.4f}, top-10 box agreement {agree:.2f}")
+        print(
+            f"{name} {quantize} vs float32: max |sigmoid(heat) diff| {heat:.4f}, top-10 box agreement {agree:.2f}"
+        )
         assert heat < (0.05 if quantize == "fp16" else 0.5), (quantize, heat)
     return report
 
@@ -126,11 +141,20 @@ def tiny(tmp_path_factory):
     train_dir, images = shapes_images(root / "shapes")
     model, config = random_model(CONFIG)
     paths = convert_variants(
-        model, {q: str(root / f"tiny_{q}.tflite") for q in ("none", "fp16", "int8")},
-        representative_images_dir=train_dir, num_representative=4, config=config,
+        model,
+        {q: str(root / f"tiny_{q}.tflite") for q in ("none", "fp16", "int8")},
+        representative_images_dir=train_dir,
+        num_representative=4,
+        config=config,
     )
     np.save(root / "image.npy", images[0])
-    return {"model": model, "config": config, "paths": paths, "images": images, "image_file": root / "image.npy"}
+    return {
+        "model": model,
+        "config": config,
+        "paths": paths,
+        "images": images,
+        "image_file": root / "image.npy",
+    }
 
 
 def test_files_metadata_and_builtin_operators(tiny):
@@ -141,7 +165,10 @@ def test_files_metadata_and_builtin_operators(tiny):
         assert meta["quantize"] == quantize
         side = tiny["config"].data.input_size[0] | 127  # the test procedure's padding
         assert meta["input"] == {"name": "images", "dtype": "uint8", "shape": [1, side, side, 3]}
-        assert meta["outputs"]["tl_heat"] == [1, (side + 1) // 4, (side + 1) // 4, 3] and meta["output_stride"] == 4
+        assert (
+            meta["outputs"]["tl_heat"] == [1, (side + 1) // 4, (side + 1) // 4, 3]
+            and meta["output_stride"] == 4
+        )
         assert meta["category_ids"] == [1, 2, 3]
         assert "CONV_2D" in meta["operators"] and "MAXIMUM" in meta["operators"]  # corner pooling
     assert json.load(open(tiny["paths"]["int8"] + ".json"))["representative_images"] == 4
@@ -168,14 +195,21 @@ def test_conversion_refuses_operators_outside_the_builtins(tmp_path):
     import tensorflow as tf
 
     module = tf.Module()
-    module.serve = tf.function(lambda x: {"s": tf.linalg.inv(x)},
-                               input_signature=[tf.TensorSpec([4, 4], tf.float32, name="x")])
+    module.serve = tf.function(
+        lambda x: {"s": tf.linalg.inv(x)},
+        input_signature=[tf.TensorSpec([4, 4], tf.float32, name="x")],
+    )
     path = str(tmp_path / "inverse")
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve.get_concrete_function()})
+    tf.saved_model.save(
+        module, path, signatures={"serving_default": module.serve.get_concrete_function()}
+    )
     with pytest.raises(ConversionError, match="builtin"):
         convert_saved_model(path, "none")
     converter = tf.lite.TFLiteConverter.from_saved_model(path)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     assert any(name.startswith("CUSTOM:Flex") for name in list_operators(converter.convert()))
 
 
@@ -206,7 +240,9 @@ def test_litert_runner_needs_no_tensorflow(tiny):
         f"result = LiteRTDetector({tiny['paths']['none']!r}).detect(image)\n"
         "print(json.dumps({k: np.asarray(v).tolist() for k, v in result.items()}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     expected = LiteRTDetector(tiny["paths"]["none"]).detect(tiny["images"][0])

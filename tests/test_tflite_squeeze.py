@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from test_tflite import assert_builtin_only, check_variants, random_model, shapes_images
 
 from cornernet_tf.cli import main as cli_main
 from cornernet_tf.export.tflite import convert_variants
-
-from test_tflite import assert_builtin_only, check_variants, random_model, shapes_images
 
 CONFIG = "configs/cornernet_squeeze_tiny.yaml"
 
@@ -21,11 +20,29 @@ def squeeze(tmp_path_factory):
     model, config = random_model(CONFIG, seed=3)
     weights = str(root / "squeeze.weights.h5")
     model.save_weights(weights)
-    paths = convert_variants(model, {q: str(root / f"squeeze_{q}.tflite") for q in ("none", "fp16")}, config=config)
+    paths = convert_variants(
+        model, {q: str(root / f"squeeze_{q}.tflite") for q in ("none", "fp16")}, config=config
+    )
     paths["int8"] = str(root / "squeeze_int8.tflite")
-    code = cli_main(["export-tflite", "--config", CONFIG, "--weights", weights, "--out", paths["int8"],
-                     "--quantize", "int8", "--representative-images", train_dir, "--num-representative", "4",
-                     "--category-ids", "10,20,30"])
+    code = cli_main(
+        [
+            "export-tflite",
+            "--config",
+            CONFIG,
+            "--weights",
+            weights,
+            "--out",
+            paths["int8"],
+            "--quantize",
+            "int8",
+            "--representative-images",
+            train_dir,
+            "--num-representative",
+            "4",
+            "--category-ids",
+            "10,20,30",
+        ]
+    )
     assert code == 0
     return {"model": model, "paths": paths, "images": images}
 
@@ -47,8 +64,23 @@ def test_squeeze_float32_matches_keras_and_quantized_variants_run(squeeze):
 
 def test_export_tflite_command_rejects_bad_arguments(tmp_path, capsys):
     weights = str(tmp_path / "none.weights.h5")
-    assert cli_main(["export-tflite", "--config", CONFIG, "--weights", weights, "--out", "x.bin"]) == 1
+    assert (
+        cli_main(["export-tflite", "--config", CONFIG, "--weights", weights, "--out", "x.bin"]) == 1
+    )
     assert "must end with .tflite" in capsys.readouterr().err
-    assert cli_main(["export-tflite", "--config", CONFIG, "--weights", weights, "--out", str(tmp_path / "m.tflite")]) == 1
+    assert (
+        cli_main(
+            [
+                "export-tflite",
+                "--config",
+                CONFIG,
+                "--weights",
+                weights,
+                "--out",
+                str(tmp_path / "m.tflite"),
+            ]
+        )
+        == 1
+    )
     assert "weights file not found" in capsys.readouterr().err
     assert not np.any([p.suffix == ".tflite" for p in tmp_path.iterdir()])

@@ -8,10 +8,10 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from cornernet_tf.config import ConfigError, load_config
 from cornernet_tf.losses import cornernet_loss
@@ -28,7 +28,14 @@ from cornernet_tf.training.workdir import prepare_workdir
 # The stride-2 residuals keep 16 input channels: TF 2.21's oneDNN Conv2DBackpropFilter crashes on
 # 1x1 stride-2 convolutions with fewer than 16 input channels at batch 1 (not a CornerNet issue).
 SMALL_MODEL = dict(
-    num_classes=3, num_stacks=1, dims=[16, 16], modules=[1, 1], stem_dims=[16, 16], cnv_dim=8, pool_dim=8, head_dim=8
+    num_classes=3,
+    num_stacks=1,
+    dims=[16, 16],
+    modules=[1, 1],
+    stem_dims=[16, 16],
+    cnv_dim=8,
+    pool_dim=8,
+    head_dim=8,
 )
 INPUT = 31  # map (31 + 1) / 4 = 8, divisible by 2**1
 OUTPUT = (8, 8)
@@ -47,7 +54,9 @@ def make_batch(n, seed=0, nan_image=None, first_id=100):
         x1y1 = rng.uniform(0, 18, size=(k, 2))
         wh = rng.uniform(4, 12, size=(k, 2))
         boxes = np.concatenate([x1y1, np.minimum(x1y1 + wh, INPUT - 1)], axis=1)
-        t = encode_targets(boxes, rng.integers(0, 3, size=k), (INPUT, INPUT), OUTPUT, 3, max_objects=MAX_OBJECTS)
+        t = encode_targets(
+            boxes, rng.integers(0, 3, size=k), (INPUT, INPUT), OUTPUT, 3, max_objects=MAX_OBJECTS
+        )
         t["image_id"] = tf.constant(first_id + i, tf.int64)
         encoded.append(t)
     targets = {key: tf.stack([t[key] for t in encoded]).numpy() for key in encoded[0]}
@@ -59,14 +68,23 @@ def dataset(images, targets, batch):
 
 
 def small_config(tmp_path, **train):
-    settings = dict(batch_size=2, max_steps=4, steps_per_epoch=2, learning_rate=1e-3, decay_step=3, val_ap_images=0)
+    settings = dict(
+        batch_size=2,
+        max_steps=4,
+        steps_per_epoch=2,
+        learning_rate=1e-3,
+        decay_step=3,
+        val_ap_images=0,
+    )
     settings.update(train)
-    return load_config({
-        "name": "small",
-        "model": SMALL_MODEL,
-        "data": {"input_size": [INPUT, INPUT], "max_objects": MAX_OBJECTS},
-        "train": settings,
-    })
+    return load_config(
+        {
+            "name": "small",
+            "model": SMALL_MODEL,
+            "data": {"input_size": [INPUT, INPUT], "max_objects": MAX_OBJECTS},
+            "train": settings,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- model.fit
@@ -81,19 +99,33 @@ def test_fit_logs_the_cornernet_loss_and_refuses_a_non_finite_step():
     images, targets = make_batch(4, seed=1, nan_image=3)
     good = dataset(images[:2], {k: v[:2] for k, v in targets.items()}, 2)
     # BatchNorm in training mode uses batch statistics, so this is the forward the step sees.
-    expected = cornernet_loss(model(images[:2], training=True), {k: v[:2] for k, v in targets.items()})
+    expected = cornernet_loss(
+        model(images[:2], training=True), {k: v[:2] for k, v in targets.items()}
+    )
     initial = [w.copy() for w in model.get_weights()]
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(good, epochs=1, verbose=0).history
     assert sorted(history) == ["focal", "loss", "pull", "push", "regr"]
-    for key, name in [("loss", "total"), ("focal", "focal"), ("pull", "pull"), ("push", "push"), ("regr", "regr")]:
-        np.testing.assert_allclose(history[key][0], float(expected[name]), rtol=1e-5, atol=1e-7, err_msg=key)
+    for key, name in [
+        ("loss", "total"),
+        ("focal", "focal"),
+        ("pull", "pull"),
+        ("push", "push"),
+        ("regr", "regr"),
+    ]:
+        np.testing.assert_allclose(
+            history[key][0], float(expected[name]), rtol=1e-5, atol=1e-7, err_msg=key
+        )
     trained = [w.copy() for w in model.get_weights()]
-    assert all(not np.array_equal(a, b) for a, b, v in zip(initial, trained, model.weights) if v.trainable)
+    assert all(
+        not np.array_equal(a, b) for a, b, v in zip(initial, trained, model.weights) if v.trainable
+    )
     assert int(model.optimizer.iterations.numpy()) == 1
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="non-finite") as info:
-        model.fit(dataset(images[2:], {k: v[2:] for k, v in targets.items()}, 2), epochs=1, verbose=0)
+        model.fit(
+            dataset(images[2:], {k: v[2:] for k, v in targets.items()}, 2), epochs=1, verbose=0
+        )
     from cornernet_tf.training.steps import non_finite_details
 
     assert non_finite_details(info.value) == (2, [102, 103])
@@ -103,7 +135,10 @@ def test_fit_logs_the_cornernet_loss_and_refuses_a_non_finite_step():
 
     # evaluate() reports the same terms, in inference mode.
     logs = model.evaluate(good, verbose=0, return_dict=True)
-    assert sorted(logs) == ["focal", "loss", "pull", "push", "regr"] and np.isfinite(list(logs.values())).all()
+    assert (
+        sorted(logs) == ["focal", "loss", "pull", "push", "regr"]
+        and np.isfinite(list(logs.values())).all()
+    )
 
 
 def test_compile_resolves_loss_weights_and_trackers():
@@ -146,7 +181,9 @@ def test_step_decay_follows_the_official_iteration_count():
 
 
 def test_linear_learning_rate_rule(tmp_path):
-    config = small_config(tmp_path, batch_size=8, scale_lr_with_replicas=True, base_batch_size=4, learning_rate=1e-3)
+    config = small_config(
+        tmp_path, batch_size=8, scale_lr_with_replicas=True, base_batch_size=4, learning_rate=1e-3
+    )
     assert effective_learning_rate(config.train) == pytest.approx(2e-3)
     assert float(build_schedule(config.train)(0)) == pytest.approx(2e-3)
 
@@ -172,16 +209,33 @@ def test_train_batch_of_one_writes_its_files_resumes_and_stops_on_nan(tmp_path):
     clean = {k: v[:6] for k, v in targets.items()}
     train_ds = dataset(images[:6], clean, 1).repeat()
     val_ds = dataset(images[:2], {k: v[:2] for k, v in clean.items()}, 1)
-    config = small_config(tmp_path, batch_size=1, max_steps=4, steps_per_epoch=2, backup_every_steps=1)
+    config = small_config(
+        tmp_path, batch_size=1, max_steps=4, steps_per_epoch=2, backup_every_steps=1
+    )
     workdir = tmp_path / "run"
-    result = train(config, str(workdir), progress=False, train_dataset=train_ds, val_dataset=val_ds,
-                   return_model=True)
+    result = train(
+        config,
+        str(workdir),
+        progress=False,
+        train_dataset=train_ds,
+        val_dataset=val_ds,
+        return_model=True,
+    )
     assert result.final_step == 4 and result.resumed_from_step == 0
-    for name in ("config.yaml", "last.weights.h5", "best.weights.h5", "history.csv", "loss_curves.png", "summary.json"):
+    for name in (
+        "config.yaml",
+        "last.weights.h5",
+        "best.weights.h5",
+        "history.csv",
+        "loss_curves.png",
+        "summary.json",
+    ):
         assert (workdir / name).exists(), name
     rows = cb.read_history(str(workdir / "history.csv"))
     assert [r["step"] for r in rows] == [2, 4]
-    assert rows[0]["learning_rate"] == pytest.approx(1e-3) and rows[1]["learning_rate"] == pytest.approx(1e-4)
+    assert rows[0]["learning_rate"] == pytest.approx(1e-3) and rows[1][
+        "learning_rate"
+    ] == pytest.approx(1e-4)
     assert set(rows[0]) >= {"loss", "focal", "pull", "push", "regr", "val_loss", "val_focal"}
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in rows)
     assert load_config(str(workdir / "config.yaml")).model.dims == SMALL_MODEL["dims"]
@@ -198,7 +252,13 @@ def test_train_batch_of_one_writes_its_files_resumes_and_stops_on_nan(tmp_path):
     # Continuing to step 7 resumes at step 5; the image of step 6 (id 506) is NaN.
     bad_ds = dataset(images[5:], {k: v[5:] for k, v in targets.items()}, 1)  # steps 5, 6 (NaN)
     with pytest.raises(NonFiniteLossError, match=r"step 6; image ids of that batch: 506") as info:
-        train(config, str(workdir), progress=False, train_dataset=bad_ds, overrides=["train.max_steps=7"])
+        train(
+            config,
+            str(workdir),
+            progress=False,
+            train_dataset=bad_ds,
+            overrides=["train.max_steps=7"],
+        )
     error = info.value
     assert error.step == 6 and error.image_ids == [506]
     assert os.path.basename(error.checkpoint) == "before_nonfinite_step_6.weights.h5"
@@ -238,7 +298,9 @@ def test_csv_history_grows_columns_and_plot(tmp_path):
     log = cb.CSVHistory(path)
     log.on_train_begin()
     log.on_epoch_end(0, {"loss": 3.0, "focal": 2.0, "step": 10})
-    log.on_epoch_end(1, {"loss": 2.0, "focal": 1.5, "step": 20, "val_loss": 2.5, "val_AP": float("nan")})
+    log.on_epoch_end(
+        1, {"loss": 2.0, "focal": 1.5, "step": 20, "val_loss": 2.5, "val_AP": float("nan")}
+    )
     rows = cb.read_history(path)
     assert [r["loss"] for r in rows] == [3.0, 2.0]
     assert math.isnan(rows[0]["val_loss"]) and rows[1]["val_loss"] == 2.5

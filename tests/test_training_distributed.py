@@ -29,7 +29,9 @@ TESTS = os.path.join(ROOT, "tests")
 
 def _env(**extra):
     env = dict(os.environ)
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT + os.pathsep + env.get("PYTHONPATH", "")})
+    env.update(
+        {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT + os.pathsep + env.get("PYTHONPATH", "")}
+    )
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
@@ -38,8 +40,14 @@ def _env(**extra):
 def _run_script(tmp_path, name, source, timeout=240, **env):
     script = tmp_path / f"{name}.py"
     script.write_text(textwrap.dedent(source))
-    proc = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), env=_env(**env),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=str(tmp_path),
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
@@ -53,11 +61,24 @@ def shapes(tmp_path_factory):
     generate_shapes(str(out), seed=3, size=(64, 64), splits={"train": 24})
     config = {
         "name": "distributed_test",
-        "model": {"num_classes": 3, "num_stacks": 1, "dims": [16, 16], "modules": [1, 1], "stem_dims": [16, 16],
-                  "cnv_dim": 8, "pool_dim": 8, "head_dim": 8},
-        "data": {"train_annotations": str(out / "train" / "annotations.json"),
-                 "train_images": str(out / "train" / "images"),
-                 "input_size": [63, 63], "max_objects": 8, "seed": 0, "shuffle_buffer": 8},
+        "model": {
+            "num_classes": 3,
+            "num_stacks": 1,
+            "dims": [16, 16],
+            "modules": [1, 1],
+            "stem_dims": [16, 16],
+            "cnv_dim": 8,
+            "pool_dim": 8,
+            "head_dim": 8,
+        },
+        "data": {
+            "train_annotations": str(out / "train" / "annotations.json"),
+            "train_images": str(out / "train" / "images"),
+            "input_size": [63, 63],
+            "max_objects": 8,
+            "seed": 0,
+            "shuffle_buffer": 8,
+        },
         "train": {"batch_size": 2, "learning_rate": 1e-3, "decay_step": 1000, "val_ap_images": 0},
     }
     path = out / "config.yaml"
@@ -160,8 +181,17 @@ def _free_ports(n):
 
 
 def _cli(config, workdir, *overrides):
-    command = [sys.executable, "-m", "cornernet_tf", "train", "--config", str(config), "--workdir", str(workdir),
-               "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "cornernet_tf",
+        "train",
+        "--config",
+        str(config),
+        "--workdir",
+        str(workdir),
+        "--no-progress",
+    ]
     for item in overrides:
         command += ["--set", item]
     return command
@@ -174,11 +204,23 @@ def test_multi_worker_strategy_on_localhost(tmp_path, shapes):
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            _cli(shapes, workdir, "train.strategy=multi_worker", "train.batch_size=4", "train.max_steps=3",
-                 "train.steps_per_epoch=3"),
-            cwd=str(tmp_path), env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True))
+        procs.append(
+            subprocess.Popen(
+                _cli(
+                    shapes,
+                    workdir,
+                    "train.strategy=multi_worker",
+                    "train.batch_size=4",
+                    "train.max_steps=3",
+                    "train.steps_per_epoch=3",
+                ),
+                cwd=str(tmp_path),
+                env=_env(TF_CONFIG=tf_config),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for proc in procs:
@@ -225,11 +267,21 @@ def test_killed_run_resumes_with_the_same_step_and_optimizer_state(tmp_path, sha
     import shutil
 
     max_steps = 14
-    overrides = [f"train.max_steps={max_steps}", "train.steps_per_epoch=8", "train.backup_every_steps=2"]
+    overrides = [
+        f"train.max_steps={max_steps}",
+        "train.steps_per_epoch=8",
+        "train.backup_every_steps=2",
+    ]
     workdir = tmp_path / "run"
     metadata = workdir / "backup" / "training_metadata.json"
-    proc = subprocess.Popen(_cli(shapes, workdir, *overrides), cwd=str(tmp_path), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _cli(shapes, workdir, *overrides),
+        cwd=str(tmp_path),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -241,7 +293,9 @@ def test_killed_run_resumes_with_the_same_step_and_optimizer_state(tmp_path, sha
                 if step >= 4:  # mid-epoch: epochs are 8 steps long
                     break
             time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.communicate()[0][-3000:]
+        assert proc.poll() is None, (
+            "the run ended before it could be killed:\n" + proc.communicate()[0][-3000:]
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -254,16 +308,20 @@ def test_killed_run_resumes_with_the_same_step_and_optimizer_state(tmp_path, sha
     assert 4 <= saved_step < 8
     assert not (workdir / "summary.json").exists()  # the first run did not finish
 
-    _run_script(tmp_path, "resume", RESUME.format(config=str(shapes), workdir=str(workdir), overrides=overrides))
+    _run_script(
+        tmp_path,
+        "resume",
+        RESUME.format(config=str(shapes), workdir=str(workdir), overrides=overrides),
+    )
     result = json.loads((tmp_path / "resume.json").read_text())
     assert result == {"final_step": max_steps, "resumed_from_step": saved_step}
     assert json.loads((workdir / "summary.json").read_text())["final_step"] == max_steps
 
     # The restored optimizer state (step counter, Adam moments) and weights are the backup's.
-    import keras
+    import tensorflow as tf
+
     from cornernet_tf.config import load_config
     from cornernet_tf.training.fit import build_and_compile
-    import tensorflow as tf
 
     config = load_config(str(shapes), overrides)
     model = build_and_compile(config, tf.distribute.get_strategy())

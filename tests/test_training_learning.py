@@ -20,26 +20,31 @@ TINY = os.path.join(ROOT, "configs", "cornernet_tiny.yaml")
 
 
 def test_tiny_config_loss_decreases_on_shapes(tmp_path, capsys):
-    data = generate_shapes(str(tmp_path / "shapes"), seed=5, size=(64, 64), splits={"train": 48, "val": 3})
-    config = load_config(TINY, [
-        f"data.train_annotations={data['train']}",
-        f"data.train_images={tmp_path / 'shapes' / 'train' / 'images'}",
-        # 3 validation images: less than the 2 batches of validation loss asked for (cycled), and
-        # fewer than val_ap_images (AP on the 3 there are).
-        f"data.val_annotations={data['val']}",
-        f"data.val_images={tmp_path / 'shapes' / 'val' / 'images'}",
-        "train.validation_steps=2",
-        "train.val_ap_images=50",
-        "train.val_every_epochs=3",
-        "data.input_size=[63, 63]",  # n = 3: the 16 x 16 map divides by 2**3
-        "data.seed=0",
-        "data.deterministic=true",
-        "train.batch_size=4",
-        "train.max_steps=30",
-        "train.steps_per_epoch=10",
-        "train.learning_rate=0.002",
-        "train.decay_step=1000",
-    ])
+    data = generate_shapes(
+        str(tmp_path / "shapes"), seed=5, size=(64, 64), splits={"train": 48, "val": 3}
+    )
+    config = load_config(
+        TINY,
+        [
+            f"data.train_annotations={data['train']}",
+            f"data.train_images={tmp_path / 'shapes' / 'train' / 'images'}",
+            # 3 validation images: less than the 2 batches of validation loss asked for (cycled), and
+            # fewer than val_ap_images (AP on the 3 there are).
+            f"data.val_annotations={data['val']}",
+            f"data.val_images={tmp_path / 'shapes' / 'val' / 'images'}",
+            "train.validation_steps=2",
+            "train.val_ap_images=50",
+            "train.val_every_epochs=3",
+            "data.input_size=[63, 63]",  # n = 3: the 16 x 16 map divides by 2**3
+            "data.seed=0",
+            "data.deterministic=true",
+            "train.batch_size=4",
+            "train.max_steps=30",
+            "train.steps_per_epoch=10",
+            "train.learning_rate=0.002",
+            "train.decay_step=1000",
+        ],
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train(config, str(tmp_path / "run"), progress=False)
@@ -48,7 +53,11 @@ def test_tiny_config_loss_decreases_on_shapes(tmp_path, capsys):
     assert "on 3 images" in capsys.readouterr().out
     # Export and detect find the class names and category ids beside the weights.
     info = DatasetInfo.load(str(tmp_path / "run" / "dataset_info.json"))
-    assert info.class_names == ("rectangle", "ellipse", "triangle") and info.category_ids == (1, 2, 3)
+    assert info.class_names == ("rectangle", "ellipse", "triangle") and info.category_ids == (
+        1,
+        2,
+        3,
+    )
     rows = cb.read_history(str(tmp_path / "run" / "history.csv"))
     losses = [r["loss"] for r in rows]
     focal = [r["focal"] for r in rows]

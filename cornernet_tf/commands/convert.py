@@ -11,7 +11,9 @@ def register(subparsers) -> None:
         help="convert official PyTorch CornerNet weights to Keras",
         description="Read an official checkpoint (.pkl/.pth with torch, or .npz) and write Keras weights.",
     )
-    parser.add_argument("--official", required=True, help="official checkpoint (.pkl, .pth or .npz)")
+    parser.add_argument(
+        "--official", required=True, help="official checkpoint (.pkl, .pth or .npz)"
+    )
     add_config_arguments(parser)
     parser.add_argument("--out", required=True, help="output weights file (.weights.h5)")
     parser.set_defaults(handler=run)

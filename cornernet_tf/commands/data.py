@@ -10,50 +10,82 @@ import time
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "data", help="datasets: synthetic shapes, validation, TFRecord conversion",
+        "data",
+        help="datasets: synthetic shapes, validation, TFRecord conversion",
         description="Dataset tools. Run `cornernet data ACTION --help` for each action.",
     )
     actions = parser.add_subparsers(dest="data_action", metavar="ACTION")
     parser.set_defaults(handler=lambda args: _no_action(parser))
 
     shapes = actions.add_parser(
-        "shapes", help="generate the synthetic shapes dataset (images + COCO JSON)",
-        description="Filled shapes on textured backgrounds; writes OUT/<split>/images and OUT/<split>/annotations.json.",
+        "shapes",
+        help="generate the synthetic shapes dataset (images + COCO JSON)",
+        description=(
+            "Filled shapes on textured backgrounds; "
+            "writes OUT/<split>/images and OUT/<split>/annotations.json."
+        ),
     )
     shapes.add_argument("--out", required=True, help="output folder")
-    shapes.add_argument("--num-images", type=int, default=None, help="images in total (over all splits)")
+    shapes.add_argument(
+        "--num-images", type=int, default=None, help="images in total (over all splits)"
+    )
     shapes.add_argument("--seed", type=int, default=0)
-    shapes.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="image height and width (default 192 192)")
-    shapes.add_argument("--splits", default=None,
-                        help="e.g. train=0.8,val=0.2 (fractions) or train=800,val=200 (counts); default: all train")
+    shapes.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="image height and width (default 192 192)",
+    )
+    shapes.add_argument(
+        "--splits",
+        default=None,
+        help="e.g. train=0.8,val=0.2 (fractions) or train=800,val=200 (counts); default: all train",
+    )
     shapes.add_argument("--format", choices=("png", "jpeg"), default="png", help="image format")
-    shapes.add_argument("--classes", type=int, default=None,
-                        help="number of shape classes: 3 (rectangle, ellipse, triangle) or 4 (+ cross)")
-    shapes.add_argument("--max-objects", type=int, default=6, help="at most this many shapes per image")
+    shapes.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="number of shape classes: 3 (rectangle, ellipse, triangle) or 4 (+ cross)",
+    )
+    shapes.add_argument(
+        "--max-objects", type=int, default=6, help="at most this many shapes per image"
+    )
     shapes.set_defaults(handler=_shapes)
 
     check = actions.add_parser(
-        "check", help="validate a COCO-format dataset and print a summary",
+        "check",
+        help="validate a COCO-format dataset and print a summary",
         description="Exit status 1 when the dataset cannot be used (or, with --strict, when any problem is found).",
     )
     check.add_argument("--annotations", required=True, help="COCO JSON file")
     check.add_argument("--images", required=True, help="image folder")
-    check.add_argument("--scan", choices=("decode", "header", "none"), default="decode",
-                       help="how to look at the image files (decode finds truncated files; default)")
+    check.add_argument(
+        "--scan",
+        choices=("decode", "header", "none"),
+        default="decode",
+        help="how to look at the image files (decode finds truncated files; default)",
+    )
     check.add_argument("--max-objects", type=int, default=128)
     check.add_argument("--max-listed", type=int, default=50, help="problems printed")
     check.add_argument("--strict", action="store_true", help="any problem is an error")
-    check.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")
+    check.add_argument(
+        "--json", dest="json_out", default=None, help="also write the report as JSON here"
+    )
     check.set_defaults(handler=_check)
 
     tfr = actions.add_parser(
-        "to-tfrecord", help="write a COCO-format dataset as TFRecord shards",
+        "to-tfrecord",
+        help="write a COCO-format dataset as TFRecord shards",
         description="Shards PREFIX-00000-of-0000N.tfrecord plus PREFIX.info.json (class names, category ids).",
     )
     tfr.add_argument("--annotations", required=True, help="COCO JSON file")
     tfr.add_argument("--images", required=True, help="image folder")
-    tfr.add_argument("--out", required=True, metavar="PREFIX", help="shard path prefix, e.g. data/train")
+    tfr.add_argument(
+        "--out", required=True, metavar="PREFIX", help="shard path prefix, e.g. data/train"
+    )
     tfr.add_argument("--num-shards", type=int, default=1)
     tfr.add_argument("--scan", choices=("header", "decode", "none"), default="header")
     tfr.set_defaults(handler=_to_tfrecord)
@@ -65,13 +97,23 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _shapes(args) -> int:
-    from cornernet_tf.data.shapes import DEFAULT_NUM_CLASSES, DEFAULT_SIZE, generate_shapes, parse_splits
+    from cornernet_tf.data.shapes import (
+        DEFAULT_NUM_CLASSES,
+        DEFAULT_SIZE,
+        generate_shapes,
+        parse_splits,
+    )
 
     counts = parse_splits(args.splits, args.num_images)
     start = time.perf_counter()
     outputs = generate_shapes(
-        args.out, seed=args.seed, size=args.size or DEFAULT_SIZE, splits=counts, image_format=args.format,
-        num_classes=args.classes or DEFAULT_NUM_CLASSES, max_objects=args.max_objects,
+        args.out,
+        seed=args.seed,
+        size=args.size or DEFAULT_SIZE,
+        splits=counts,
+        image_format=args.format,
+        num_classes=args.classes or DEFAULT_NUM_CLASSES,
+        max_objects=args.max_objects,
     )
     elapsed = time.perf_counter() - start
     total = sum(counts.values())
@@ -84,8 +126,13 @@ def _shapes(args) -> int:
 def _check(args) -> int:
     from cornernet_tf.data.check import check_dataset
 
-    result = check_dataset(args.annotations, args.images, scan=args.scan, max_objects=args.max_objects,
-                           max_listed=args.max_listed)
+    result = check_dataset(
+        args.annotations,
+        args.images,
+        scan=args.scan,
+        max_objects=args.max_objects,
+        max_listed=args.max_listed,
+    )
     print(result.text)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
@@ -94,7 +141,10 @@ def _check(args) -> int:
         print("dataset check: FAILED (fatal problems)", file=sys.stderr)
         return 1
     if args.strict and result.report.problems:
-        print(f"dataset check: FAILED ({len(result.report.problems)} problems, --strict)", file=sys.stderr)
+        print(
+            f"dataset check: FAILED ({len(result.report.problems)} problems, --strict)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -18,17 +18,32 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--weights", required=True,
-                        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint")
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint",
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images"
+    )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="keep detections with at least this score (default 0.3)")
-    parser.add_argument("--heatmaps", action="store_true",
-                        help="also write <name>_heatmaps.png: corner heatmaps over the image (paper Fig. 10)")
-    parser.add_argument("--class-names", metavar="FILE",
-                        help="class names, one per line or a COCO JSON (default: dataset_info.json beside the "
-                             "weights, else from the config)")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="keep detections with at least this score (default 0.3)",
+    )
+    parser.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="also write <name>_heatmaps.png: corner heatmaps over the image (paper Fig. 10)",
+    )
+    parser.add_argument(
+        "--class-names",
+        metavar="FILE",
+        help="class names, one per line or a COCO JSON (default: dataset_info.json beside the "
+        "weights, else from the config)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -44,7 +59,9 @@ def run(args) -> int:
     config = load_config_from_args(args)
     model = build_model(config.model)
     load_weights(model, args.weights, config_name=args.config)
-    names = class_names_for(config, config.model.num_classes, args.class_names, weights=args.weights)
+    names = class_names_for(
+        config, config.model.num_classes, args.class_names, weights=args.weights
+    )
     detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
     summary = detect_files(detector, files, args.out, names, args.score_threshold, args.heatmaps)
     print(
@@ -52,9 +69,12 @@ def run(args) -> int:
         f"{args.score_threshold} -> {args.out}"
     )
     if summary.converted:
-        print(f"{len(summary.converted)} converted to RGB: " + ", ".join(f"{p} ({n})" for p, n in summary.converted))
+        print(
+            f"{len(summary.converted)} converted to RGB: "
+            + ", ".join(f"{p} ({n})" for p, n in summary.converted)
+        )
     if summary.skipped:
         print(f"{len(summary.skipped)} skipped (could not be decoded):", file=sys.stderr)
-        for path, reason in summary.skipped:
+        for _path, reason in summary.skipped:
             print(f"  {reason}", file=sys.stderr)
     return 0 if summary.processed else 1

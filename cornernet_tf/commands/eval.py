@@ -18,19 +18,34 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--weights", required=True,
-                        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint",
+    )
     parser.add_argument("--annotations", help="COCO-format JSON of the evaluation set")
     parser.add_argument("--images", help="folder the JSON's file_name entries are relative to")
-    parser.add_argument("--tfds", metavar="NAME", help="a TensorFlow Datasets detection dataset, e.g. coco/2017")
+    parser.add_argument(
+        "--tfds", metavar="NAME", help="a TensorFlow Datasets detection dataset, e.g. coco/2017"
+    )
     parser.add_argument("--split", help="TFDS split (default: data.tfds_val_split)")
-    parser.add_argument("--tfrecords", metavar="GLOB", help="TFRecord shards written by `cornernet data to-tfrecord`")
+    parser.add_argument(
+        "--tfrecords",
+        metavar="GLOB",
+        help="TFRecord shards written by `cornernet data to-tfrecord`",
+    )
     parser.add_argument("--out", help="folder for detections.json and metrics.json")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
-    parser.add_argument("--oracle", choices=ORACLE_CHOICES,
-                        help="replace the predicted heatmaps (and offsets) with ground truth (paper Table 6)")
-    parser.add_argument("--quadrants", action="store_true",
-                        help="also report corner-detection mAP per image quadrant (paper Table 3)")
+    parser.add_argument(
+        "--oracle",
+        choices=ORACLE_CHOICES,
+        help="replace the predicted heatmaps (and offsets) with ground truth (paper Table 6)",
+    )
+    parser.add_argument(
+        "--quadrants",
+        action="store_true",
+        help="also report corner-detection mAP per image quadrant (paper Table 3)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 

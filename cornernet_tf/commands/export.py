@@ -23,10 +23,15 @@ def _category_ids(text):
 
 
 def _add_category_arguments(parser) -> None:
-    parser.add_argument("--category-ids", metavar="ID,ID,...",
-                        help="dataset category id of each class, in class order (default: from --dataset-info, "
-                             "a dataset_info.json beside the weights, the config's annotation file, else 1..C)")
-    parser.add_argument("--dataset-info", metavar="JSON", help="class names and category ids (DatasetInfo JSON)")
+    parser.add_argument(
+        "--category-ids",
+        metavar="ID,ID,...",
+        help="dataset category id of each class, in class order (default: from --dataset-info, "
+        "a dataset_info.json beside the weights, the config's annotation file, else 1..C)",
+    )
+    parser.add_argument(
+        "--dataset-info", metavar="JSON", help="class names and category ids (DatasetInfo JSON)"
+    )
 
 
 def register(subparsers) -> None:
@@ -43,9 +48,15 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     parser.add_argument("--out", required=True, help="model base folder (TF Serving base_path)")
-    parser.add_argument("--version", type=int, default=None, help="version folder (default: next free number)")
-    parser.add_argument("--max-detections", type=int, default=None, help="default export.max_detections (100)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    parser.add_argument(
+        "--version", type=int, default=None, help="version folder (default: next free number)"
+    )
+    parser.add_argument(
+        "--max-detections", type=int, default=None, help="default export.max_detections (100)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing version folder"
+    )
     _add_category_arguments(parser)
     parser.set_defaults(handler=run_export)
 
@@ -62,14 +73,31 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     parser.add_argument("--out", required=True, help="output .tflite file")
-    parser.add_argument("--quantize", choices=("none", "fp16", "int8"), default=None,
-                        help="default export.tflite_quantize (none)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="fixed input size (default: data.input_size padded to size | 127)")
-    parser.add_argument("--representative-images", metavar="DIR",
-                        help="images for int8 calibration (default: data.train_images)")
-    parser.add_argument("--num-representative", type=int, default=None,
-                        help="calibration images (default export.representative_images)")
+    parser.add_argument(
+        "--quantize",
+        choices=("none", "fp16", "int8"),
+        default=None,
+        help="default export.tflite_quantize (none)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="fixed input size (default: data.input_size padded to size | 127)",
+    )
+    parser.add_argument(
+        "--representative-images",
+        metavar="DIR",
+        help="images for int8 calibration (default: data.train_images)",
+    )
+    parser.add_argument(
+        "--num-representative",
+        type=int,
+        default=None,
+        help="calibration images (default export.representative_images)",
+    )
     _add_category_arguments(parser)
     parser.set_defaults(handler=run_export_tflite)
 
@@ -123,7 +151,9 @@ def run_export_tflite(args) -> int:
     )
     meta = read_metadata(path)
     ops = ", ".join(f"{k} x{v}" for k, v in meta["operators"].items())
-    print(f"TFLite ({quantize}, input {meta['input']['shape']}) -> {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+    print(
+        f"TFLite ({quantize}, input {meta['input']['shape']}) -> {path} ({os.path.getsize(path) / 1e6:.2f} MB)"
+    )
     print(f"operators: {ops}")
     return 0
 

@@ -18,8 +18,14 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--workdir", required=True, help="output folder (checkpoints, logs, curves)")
-    parser.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a progress bar")
+    parser.add_argument(
+        "--workdir", required=True, help="output folder (checkpoints, logs, curves)"
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="one log line per epoch instead of a progress bar",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -30,7 +36,9 @@ def run(args) -> int:
     from cornernet_tf.training.steps import NonFiniteLossError
 
     try:
-        result = train(args.config, args.workdir, progress=not args.no_progress, overrides=args.overrides)
+        result = train(
+            args.config, args.workdir, progress=not args.no_progress, overrides=args.overrides
+        )
     except NonFiniteLossError as error:
         print(f"cornernet train: {error}", file=sys.stderr)
         return 3

@@ -1,5 +1,5 @@
 """The official training sampler's augmentation (``sample/coco.py``, ``sample/utils.py``,
-``utils/image.py``) in TF ops, so it runs inside ``tf.data`` (SPEC.md section 4).
+``utils/image.py``) in TF ops, so it runs inside ``tf.data`` (docs/method.md §4).
 
 Per image, in the official order:
 
@@ -22,8 +22,8 @@ Boxes stay float64 like the official arrays, because the target encoder truncate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -71,13 +71,25 @@ def _crop_geometry(image_hw, center, size):
     left, right = ctx - x0, x1 - ctx
     top, bottom = cty - y0, y1 - cty
     cropped_cty, cropped_ctx = height // 2, width // 2
-    return dict(x0=x0, x1=x1, y0=y0, y1=y1, left=left, right=right, top=top, bottom=bottom,
-                cty=cropped_cty, ctx=cropped_ctx, height=height, width=width)
+    return dict(
+        x0=x0,
+        x1=x1,
+        y0=y0,
+        y1=y1,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        cty=cropped_cty,
+        ctx=cropped_ctx,
+        height=height,
+        width=width,
+    )
 
 
 def _paste(image: tf.Tensor, g: dict) -> tf.Tensor:
     """``canvas[cty-top:cty+bottom, ctx-left:ctx+right] = image[y0:y1, x0:x1]`` on a zero canvas."""
-    patch = image[g["y0"]:g["y1"], g["x0"]:g["x1"]]
+    patch = image[g["y0"] : g["y1"], g["x0"] : g["x1"]]
     pad_top, pad_left = g["cty"] - g["top"], g["ctx"] - g["left"]
     paddings = [
         [pad_top, g["height"] - pad_top - (g["y1"] - g["y0"])],
@@ -98,10 +110,22 @@ def crop_image(image, center, size):
     g = _crop_geometry(tf.unstack(tf.shape(image)[:2]), center, size)
     cropped = _paste(image, g)
     border = tf.cast(
-        tf.stack([g["cty"] - g["top"], g["cty"] + g["bottom"], g["ctx"] - g["left"], g["ctx"] + g["right"]]),
+        tf.stack(
+            [
+                g["cty"] - g["top"],
+                g["cty"] + g["bottom"],
+                g["ctx"] - g["left"],
+                g["ctx"] + g["right"],
+            ]
+        ),
         tf.float32,
     )
-    offset = tf.stack([tf.cast(center[0], tf.int32) - g["height"] // 2, tf.cast(center[1], tf.int32) - g["width"] // 2])
+    offset = tf.stack(
+        [
+            tf.cast(center[0], tf.int32) - g["height"] // 2,
+            tf.cast(center[1], tf.int32) - g["width"] // 2,
+        ]
+    )
     return cropped, border, offset
 
 
@@ -185,7 +209,9 @@ def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
     p1 = tf.cast(tf.gather(image, xs1, axis=1), tf.int32)
     d = shift(p0 * a0[None, :, None] + p1 * a1[None, :, None], 4)
     # Vertical pass on the rows each output row needs.
-    v = shift(b0[:, None, None] * tf.gather(d, ys0), 16) + shift(b1[:, None, None] * tf.gather(d, ys1), 16)
+    v = shift(b0[:, None, None] * tf.gather(d, ys0), 16) + shift(
+        b1[:, None, None] * tf.gather(d, ys1), 16
+    )
     return tf.cast(tf.clip_by_value(shift(v + 2, 2), 0, 255), tf.uint8)
 
 
@@ -217,7 +243,9 @@ def flip_horizontal(image, boxes):
     image = tf.convert_to_tensor(image)
     width = tf.cast(tf.shape(image)[1], tf.float64)
     boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
-    flipped = tf.stack([width - boxes[:, 2] - 1.0, boxes[:, 1], width - boxes[:, 0] - 1.0, boxes[:, 3]], axis=1)
+    flipped = tf.stack(
+        [width - boxes[:, 2] - 1.0, boxes[:, 1], width - boxes[:, 0] - 1.0, boxes[:, 3]], axis=1
+    )
     return image[:, ::-1], flipped
 
 
@@ -265,7 +293,9 @@ def draw_color_jitter(seed, strength: float):
 def lighting_with_alpha(image, alpha) -> tf.Tensor:
     """The official ``lighting_`` given ``alpha`` (float64 [3], one per eigen-component), on RGB."""
     alpha = tf.cast(tf.reshape(alpha, [3]), tf.float64)
-    offset = tf.linalg.matvec(tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha)
+    offset = tf.linalg.matvec(
+        tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha
+    )
     return tf.convert_to_tensor(image, tf.float32) + tf.cast(offset, tf.float32)
 
 
@@ -280,7 +310,9 @@ def normalize(image, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
     return (tf.convert_to_tensor(image, tf.float32) - mean) / std
 
 
-def photometric(image, mean, std, order=None, alphas=None, light_alpha=None, scale: float = 1.0 / 255.0):
+def photometric(
+    image, mean, std, order=None, alphas=None, light_alpha=None, scale: float = 1.0 / 255.0
+):
     """Colour jitter, lighting and normalisation fused into one affine pass (the training path).
 
     Every jitter operation is ``x -> a * x + (1 - a) * t`` with ``t`` in {0, gray mean, gray}
@@ -311,7 +343,9 @@ def photometric(image, mean, std, order=None, alphas=None, light_alpha=None, sca
     light = tf.zeros([3], tf.float64)
     if light_alpha is not None:
         alpha = tf.cast(tf.reshape(light_alpha, [3]), tf.float64)
-        light = tf.linalg.matvec(tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha)
+        light = tf.linalg.matvec(
+            tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha
+        )
     k1 = tf.cast(k_image * scale / std, tf.float32)
     k3 = tf.cast((offset + light - mean) / std, tf.float32)
     out = x * k1
@@ -336,16 +370,22 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     if not config.augment:
         image, boxes, classes, _ = resize_full_image(image, boxes, classes, config.input_size)
         return photometric(image, config.mean, config.std), boxes, classes
-    crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4)
+    )
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
-    scale, ctx, cty = draw_random_crop(crop_seed, (shape[0], shape[1]), config.rand_scales, config.border)
+    scale, ctx, cty = draw_random_crop(
+        crop_seed, (shape[0], shape[1]), config.rand_scales, config.border
+    )
     image, boxes = random_crop_with_draws(image, boxes, scale, ctx, cty, config.input_size)
     image, boxes = resize_image(image, boxes, config.input_size)
     boxes, classes = clip_detections(boxes, classes, config.input_size)
     if config.flip:
         do_flip = tf.random.stateless_uniform([], flip_seed, dtype=tf.float64) > 0.5
-        image, boxes = tf.cond(do_flip, partial(flip_horizontal, image, boxes), partial(tuple, (image, boxes)))
+        image, boxes = tf.cond(
+            do_flip, partial(flip_horizontal, image, boxes), partial(tuple, (image, boxes))
+        )
     order = alphas = light_alpha = None
     if config.color_jitter:
         order, alphas = draw_color_jitter(jitter_seed, config.jitter_strength)

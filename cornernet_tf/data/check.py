@@ -9,7 +9,7 @@ annotations are broken -- each named, with the annotation id.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, float("inf"))
 
 @dataclasses.dataclass
 class CheckResult:
-    dataset: Optional[CocoDataset]
+    dataset: CocoDataset | None
     report: DatasetReport
     text: str
 
@@ -54,12 +54,16 @@ def summarize(dataset: CocoDataset) -> str:
     counts = np.bincount(classes, minlength=info.num_classes)
     top = counts.max() if len(counts) else 0
     for k, (name, cid) in enumerate(zip(info.class_names, info.category_ids)):
-        lines.append(f"  {k:>5}  {cid:>11}  {name[:24]:<24} {counts[k]:>8}  {_bar(counts[k], top, 30)}")
+        lines.append(
+            f"  {k:>5}  {cid:>11}  {name[:24]:<24} {counts[k]:>8}  {_bar(counts[k], top, 30)}"
+        )
     empty = [info.class_names[k] for k in range(info.num_classes) if counts[k] == 0]
     if empty:
         lines.append(f"  classes without any box: {', '.join(empty)}")
     lines += ["", "box size sqrt(w*h) in pixels:"]
-    sides = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
+    sides = np.sqrt(
+        np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    )
     hist, _ = np.histogram(sides, bins=np.array(SIZE_BINS))
     top = hist.max() if len(hist) else 0
     for lo, hi, n in zip(SIZE_BINS[:-1], SIZE_BINS[1:], hist):
@@ -78,14 +82,20 @@ def check_dataset(
     images: str,
     scan: str = "decode",
     max_objects: int = 128,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Sequence[str] | None = None,
     max_listed: int = 50,
 ) -> CheckResult:
     """Load with a full Pillow decode of every image by default, and build the printed summary."""
     report = DatasetReport("check")
     try:
-        dataset = load_coco(annotations, images, class_names=class_names, scan=scan, max_objects=max_objects,
-                            report=report)
+        dataset = load_coco(
+            annotations,
+            images,
+            class_names=class_names,
+            scan=scan,
+            max_objects=max_objects,
+            report=report,
+        )
     except DatasetError as exc:
         report = exc.report or report
         if not report.fatal:

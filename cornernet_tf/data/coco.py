@@ -23,7 +23,8 @@ import io
 import json
 import math
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from cornernet_tf.data.report import DatasetReport
 class DatasetError(ValueError):
     """The dataset cannot be used at all; ``report`` says why."""
 
-    def __init__(self, message: str, report: Optional[DatasetReport] = None) -> None:
+    def __init__(self, message: str, report: DatasetReport | None = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -67,11 +68,15 @@ def read_json(path: str) -> dict:
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: the top level must be an object with images/annotations/categories")
+        raise DatasetError(
+            f"{path}: the top level must be an object with images/annotations/categories"
+        )
     return data
 
 
-def _categories(data: dict, path: str, class_names: Optional[Sequence[str]], report: DatasetReport) -> DatasetInfo:
+def _categories(
+    data: dict, path: str, class_names: Sequence[str] | None, report: DatasetReport
+) -> DatasetInfo:
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
         report.problem("no_categories", "no 'categories' list", file=path)
@@ -120,10 +125,10 @@ def _build_index(data: dict):
 def load_coco(
     annotations: str,
     images: str,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Sequence[str] | None = None,
     scan: str = "header",
     max_objects: int = 128,
-    report: Optional[DatasetReport] = None,
+    report: DatasetReport | None = None,
 ) -> CocoDataset:
     """Read, validate and repair a COCO-format dataset.
 
@@ -159,33 +164,60 @@ def load_coco(
     good_images, seen_ids = [], set()
     for i, img in enumerate(image_entries):
         report.count("images")
-        if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
-            report.problem("bad_image_entry", f"images[{i}] needs an integer 'id' and a 'file_name'",
-                           file=annotations, counter="images_invalid_entry")
+        if (
+            not isinstance(img, dict)
+            or not _is_int(img.get("id"))
+            or not isinstance(img.get("file_name"), str)
+        ):
+            report.problem(
+                "bad_image_entry",
+                f"images[{i}] needs an integer 'id' and a 'file_name'",
+                file=annotations,
+                counter="images_invalid_entry",
+            )
             continue
         if img["id"] in seen_ids:
-            report.problem("duplicate_image_id", f"image id {img['id']} listed again ({img['file_name']})",
-                           file=img["file_name"], image_id=img["id"], counter="images_duplicate_id")
+            report.problem(
+                "duplicate_image_id",
+                f"image id {img['id']} listed again ({img['file_name']})",
+                file=img["file_name"],
+                image_id=img["id"],
+                counter="images_duplicate_id",
+            )
             continue
         seen_ids.add(img["id"])
         good_images.append(img)
     good_anns = []
     for i, ann in enumerate(ann_entries):
         report.count("boxes")
-        if not isinstance(ann, dict) or not all(_is_int(ann.get(k)) for k in ("id", "image_id", "category_id")):
+        if not isinstance(ann, dict) or not all(
+            _is_int(ann.get(k)) for k in ("id", "image_id", "category_id")
+        ):
             ann_id = ann.get("id") if isinstance(ann, dict) and _is_int(ann.get("id")) else None
-            report.problem("bad_annotation", f"annotations[{i}] needs integer id, image_id and category_id",
-                           file=annotations, annotation_id=ann_id, counter="boxes_dropped_invalid")
+            report.problem(
+                "bad_annotation",
+                f"annotations[{i}] needs integer id, image_id and category_id",
+                file=annotations,
+                annotation_id=ann_id,
+                counter="boxes_dropped_invalid",
+            )
             continue
         if ann["image_id"] not in seen_ids:
-            report.problem("unknown_image", f"image id {ann['image_id']} is not in the images list",
-                           file=annotations, annotation_id=ann["id"], counter="boxes_dropped_unknown_image")
+            report.problem(
+                "unknown_image",
+                f"image id {ann['image_id']} is not in the images list",
+                file=annotations,
+                annotation_id=ann["id"],
+                counter="boxes_dropped_unknown_image",
+            )
             continue
         good_anns.append(ann)
-    coco = _build_index({"images": good_images, "annotations": good_anns, "categories": data["categories"]})
+    coco = _build_index(
+        {"images": good_images, "annotations": good_anns, "categories": data["categories"]}
+    )
 
     paths = [os.path.join(images, img["file_name"]) for img in good_images]
-    probes: list[Optional[ImageProbe]] = (
+    probes: list[ImageProbe | None] = (
         probe_images(paths, decode=(scan == "decode")) if scan != "none" else [None] * len(paths)
     )
 
@@ -197,33 +229,50 @@ def load_coco(
         width, height, sx, sy = json_w, json_h, 1.0, 1.0
         if probe is not None:
             if not probe.ok:
-                counter = {"missing": "images_missing_file", "unsupported": "images_unsupported_format"}.get(
-                    probe.failure, "images_unreadable"
+                counter = {
+                    "missing": "images_missing_file",
+                    "unsupported": "images_unsupported_format",
+                }.get(probe.failure, "images_unreadable")
+                report.problem(
+                    probe.failure or "unreadable",
+                    probe.message or "cannot be read",
+                    file=path,
+                    image_id=img["id"],
+                    counter=counter,
                 )
-                report.problem(probe.failure or "unreadable", probe.message or "cannot be read",
-                               file=path, image_id=img["id"], counter=counter)
                 report.count("boxes_dropped_image_dropped", len(anns))
                 continue
             if probe.needs_conversion:
-                report.problem("converted", f"{probe.format} mode {probe.mode} converted to RGB",
-                               file=path, image_id=img["id"], counter="images_converted")
+                report.problem(
+                    "converted",
+                    f"{probe.format} mode {probe.mode} converted to RGB",
+                    file=path,
+                    image_id=img["id"],
+                    counter="images_converted",
+                )
             if (json_w, json_h) not in ((0, 0), (probe.width, probe.height)):
                 sx, sy = probe.width / json_w, probe.height / json_h
                 report.problem(
                     "size_mismatch",
                     f"annotated as {json_w}x{json_h} but the file is {probe.width}x{probe.height}; "
                     "boxes rescaled to the real size",
-                    file=path, image_id=img["id"], counter="images_size_repaired",
+                    file=path,
+                    image_id=img["id"],
+                    counter="images_size_repaired",
                 )
             width, height = probe.width, probe.height
-        record = _image_record(img, path, anns, width, height, (sx, sy), cat_to_class, known_categories, report)
+        record = _image_record(
+            img, path, anns, width, height, (sx, sy), cat_to_class, known_categories, report
+        )
         if record.num_objects == 0:
             report.count("images_without_objects")
         if record.num_objects > max_objects:
             report.problem(
                 "too_many_objects",
                 f"{record.num_objects} objects; only the first {max_objects} get tags and offsets",
-                file=path, image_id=img["id"], counter="images_over_max_objects",
+                file=path,
+                image_id=img["id"],
+                counter="images_over_max_objects",
             )
         report.count("images_kept")
         report.count("boxes_kept", record.num_objects)
@@ -231,11 +280,15 @@ def load_coco(
 
     if not records:
         report.problem("no_images", "no usable image", file=annotations)
-        raise DatasetError(f"{annotations}: no usable image (see the report)\n{report.summary()}", report)
+        raise DatasetError(
+            f"{annotations}: no usable image (see the report)\n{report.summary()}", report
+        )
     return CocoDataset(records, info, report, annotations, images, coco)
 
 
-def _image_record(img, path, anns, width, height, scale_xy, cat_to_class, known_categories, report) -> ImageRecord:
+def _image_record(
+    img, path, anns, width, height, scale_xy, cat_to_class, known_categories, report
+) -> ImageRecord:
     boxes, classes, ann_ids = [], [], []
     sx, sy = scale_xy
     for ann in anns:
@@ -245,37 +298,69 @@ def _image_record(img, path, anns, width, height, scale_xy, cat_to_class, known_
             continue
         cid = ann["category_id"]
         if cid not in known_categories:
-            report.problem("unknown_category", f"category id {cid} is not in the categories list",
-                           file=path, annotation_id=ann_id, counter="boxes_dropped_unknown_category")
+            report.problem(
+                "unknown_category",
+                f"category id {cid} is not in the categories list",
+                file=path,
+                annotation_id=ann_id,
+                counter="boxes_dropped_unknown_category",
+            )
             continue
         if cid not in cat_to_class:
             report.count("boxes_other_class")
             continue
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            report.problem("invalid_bbox", f"bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}",
-                           file=path, annotation_id=ann_id, counter="boxes_dropped_invalid")
+        if not (
+            isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)
+        ):
+            report.problem(
+                "invalid_bbox",
+                f"bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}",
+                file=path,
+                annotation_id=ann_id,
+                counter="boxes_dropped_invalid",
+            )
             continue
         x, y, w, h = (float(v) for v in bbox)
         if w < 0 or h < 0:
-            report.problem("invalid_bbox", f"negative width or height in bbox {bbox!r}",
-                           file=path, annotation_id=ann_id, counter="boxes_dropped_invalid")
+            report.problem(
+                "invalid_bbox",
+                f"negative width or height in bbox {bbox!r}",
+                file=path,
+                annotation_id=ann_id,
+                counter="boxes_dropped_invalid",
+            )
             continue
         x1, y1, x2, y2 = x, y, x + w, y + h
         if (sx, sy) != (1.0, 1.0):
             x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
         if width and height:
             if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
-                report.problem("box_outside", f"bbox {bbox!r} lies outside the {width}x{height} image",
-                               file=path, annotation_id=ann_id, counter="boxes_dropped_outside")
+                report.problem(
+                    "box_outside",
+                    f"bbox {bbox!r} lies outside the {width}x{height} image",
+                    file=path,
+                    annotation_id=ann_id,
+                    counter="boxes_dropped_outside",
+                )
                 continue
-            cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+            cx1, cy1, cx2, cy2 = (
+                max(x1, 0.0),
+                max(y1, 0.0),
+                min(x2, float(width)),
+                min(y2, float(height)),
+            )
             if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
                 report.count("boxes_clipped")
                 x1, y1, x2, y2 = cx1, cy1, cx2, cy2
         if x2 - x1 <= 0 or y2 - y1 <= 0:
-            report.problem("zero_area", f"bbox {bbox!r} has zero area", file=path, annotation_id=ann_id,
-                           counter="boxes_dropped_zero_area")
+            report.problem(
+                "zero_area",
+                f"bbox {bbox!r} has zero area",
+                file=path,
+                annotation_id=ann_id,
+                counter="boxes_dropped_zero_area",
+            )
             continue
         boxes.append((x1, y1, x2, y2))
         classes.append(cat_to_class[cid])

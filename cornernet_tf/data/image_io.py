@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,10 +42,10 @@ class ImageProbe:
     ok: bool
     width: int = 0
     height: int = 0
-    format: Optional[str] = None
-    mode: Optional[str] = None
-    failure: Optional[str] = None  # missing | unreadable | unsupported
-    message: Optional[str] = None
+    format: str | None = None
+    mode: str | None = None
+    failure: str | None = None  # missing | unreadable | unsupported
+    message: str | None = None
 
     @property
     def needs_conversion(self) -> bool:
@@ -66,12 +66,22 @@ def probe_image(path: str, decode: bool = False) -> ImageProbe:
             if decode:
                 img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return ImageProbe(path, False, failure="unreadable", message=f"cannot be read as an image ({exc})")
+        return ImageProbe(
+            path, False, failure="unreadable", message=f"cannot be read as an image ({exc})"
+        )
     except Exception as exc:  # Pillow plugins raise assorted errors on hostile input
-        return ImageProbe(path, False, failure="unreadable", message=f"cannot be read as an image ({exc!r})")
+        return ImageProbe(
+            path, False, failure="unreadable", message=f"cannot be read as an image ({exc!r})"
+        )
     if fmt not in TF_DECODABLE_FORMATS:
         return ImageProbe(
-            path, False, width, height, fmt, mode, failure="unsupported",
+            path,
+            False,
+            width,
+            height,
+            fmt,
+            mode,
+            failure="unsupported",
             message=f"{fmt} images cannot be decoded by TensorFlow (use JPEG, PNG, GIF, BMP or WebP)",
         )
     return ImageProbe(path, True, width, height, fmt, mode)
@@ -120,10 +130,10 @@ def map_or_skip(
     dataset,
     fn: Callable,
     describe: Callable,
-    report: Optional[DatasetReport] = None,
-    reason: Optional[Callable[[str], str]] = None,
-    num_parallel_calls: Optional[int] = None,
-    deterministic: Optional[bool] = None,
+    report: DatasetReport | None = None,
+    reason: Callable[[str], str] | None = None,
+    num_parallel_calls: int | None = None,
+    deterministic: bool | None = None,
 ):
     """``dataset.map(fn)``, where an element on which ``fn`` fails is skipped, logged and counted.
 
@@ -161,7 +171,9 @@ def map_or_skip(
 
     def keep(_, ok, name):
         def report_failure():
-            return tf.ensure_shape(tf.numpy_function(on_failure, [name], tf.bool, stateful=True), [])
+            return tf.ensure_shape(
+                tf.numpy_function(on_failure, [name], tf.bool, stateful=True), []
+            )
 
         def passed():
             return tf.constant(True)

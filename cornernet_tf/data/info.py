@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,25 +58,27 @@ class DatasetInfo:
         return {"class_names": list(self.class_names), "category_ids": list(self.category_ids)}
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "DatasetInfo":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> DatasetInfo:
         try:
             return cls(tuple(data["class_names"]), tuple(data["category_ids"]))
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"{source}: dataset info needs class_names and category_ids ({exc})") from None
+            raise ValueError(
+                f"{source}: dataset info needs class_names and category_ids ({exc})"
+            ) from None
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh, indent=1)
 
     @classmethod
-    def load(cls, path: str) -> "DatasetInfo":
+    def load(cls, path: str) -> DatasetInfo:
         if not os.path.exists(path):
             raise FileNotFoundError(f"dataset info not found: {path}")
         with open(path, encoding="utf-8") as fh:
             return cls.from_dict(json.load(fh), path)
 
     @classmethod
-    def from_names(cls, names: Sequence[str], first_id: int = 1) -> "DatasetInfo":
+    def from_names(cls, names: Sequence[str], first_id: int = 1) -> DatasetInfo:
         """Names with consecutive category ids (``first_id``, ``first_id + 1``, ...)."""
         return cls(tuple(names), tuple(range(first_id, first_id + len(names))))
 
@@ -86,7 +88,7 @@ class DatasetInfo:
 DATASET_INFO_NAMES = ("dataset_info.json", "info.json")
 
 
-def dataset_info_beside(weights: Optional[str]) -> Optional[str]:
+def dataset_info_beside(weights: str | None) -> str | None:
     """The dataset-info JSON saved beside a weights file, or None."""
     if not weights:
         return None

@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -64,20 +63,27 @@ class DataSource:
     kind: str  # coco | tfrecord | tfds
     info: DatasetInfo
     report: DatasetReport
-    records: Optional[list[ImageRecord]] = None  # coco
-    files: Optional[list[str]] = None  # tfrecord
-    tfds_args: Optional[dict] = None  # tfds: name, split, data_dir
-    num_images: Optional[int] = None
-    class_map: Optional[np.ndarray] = None  # source class -> our class (-1: not used)
+    records: list[ImageRecord] | None = None  # coco
+    files: list[str] | None = None  # tfrecord
+    tfds_args: dict | None = None  # tfds: name, split, data_dir
+    num_images: int | None = None
+    class_map: np.ndarray | None = None  # source class -> our class (-1: not used)
 
-    def elements(self, input_context=None, shuffle: bool = False, seed: Optional[int] = None,
-                 shuffle_buffer: int = 512) -> tf.data.Dataset:
+    def elements(
+        self,
+        input_context=None,
+        shuffle: bool = False,
+        seed: int | None = None,
+        shuffle_buffer: int = 512,
+    ) -> tf.data.Dataset:
         """Source elements ``{data, name, image_id, height, width, boxes, classes}``, sharded."""
         if self.kind == "coco":
             ds = records_to_dataset(self.records)
             if input_context is not None and input_context.num_input_pipelines > 1:
                 ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            if shuffle:  # light elements (a path and boxes): a full permutation, as the official sampler
+            if (
+                shuffle
+            ):  # light elements (a path and boxes): a full permutation, as the official sampler
                 ds = ds.shuffle(max(len(self.records), 1), seed=seed, reshuffle_each_iteration=True)
             return ds
         if self.kind == "tfrecord":
@@ -87,7 +93,9 @@ class DataSource:
         else:
             from cornernet_tf.data.tfds import load_tfds
 
-            ds, _ = load_tfds(**self.tfds_args, input_context=input_context, shuffle_files=shuffle, seed=seed)
+            ds, _ = load_tfds(
+                **self.tfds_args, input_context=input_context, shuffle_files=shuffle, seed=seed
+            )
         if shuffle:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         return ds
@@ -110,8 +118,12 @@ def _selected_sources(config: DataConfig, training: bool) -> dict:
     return {k: v for k, v in candidates.items() if v}
 
 
-def load_source(config: DataConfig, training: bool = True, scan: str = "header",
-                report: Optional[DatasetReport] = None) -> DataSource:
+def load_source(
+    config: DataConfig,
+    training: bool = True,
+    scan: str = "header",
+    report: DatasetReport | None = None,
+) -> DataSource:
     """Read the annotations of the configured training (or validation) data.
 
     ``scan`` is how a COCO JSON source looks at its image files at load time: ``header``
@@ -134,12 +146,25 @@ def load_source(config: DataConfig, training: bool = True, scan: str = "header",
         annotations = getattr(config, f"{prefix}_annotations")
         images = getattr(config, f"{prefix}_images")
         if not annotations or not images:
-            raise ConfigError(f"data.{prefix}_annotations and data.{prefix}_images must be set together")
-        loaded = load_coco(annotations, images, class_names=config.class_names, scan=scan,
-                           max_objects=config.max_objects, report=report)
+            raise ConfigError(
+                f"data.{prefix}_annotations and data.{prefix}_images must be set together"
+            )
+        loaded = load_coco(
+            annotations,
+            images,
+            class_names=config.class_names,
+            scan=scan,
+            max_objects=config.max_objects,
+            report=report,
+        )
         loaded.report.log()
-        return DataSource("coco", loaded.info, loaded.report, records=loaded.records,
-                          num_images=len(loaded.records))
+        return DataSource(
+            "coco",
+            loaded.info,
+            loaded.report,
+            records=loaded.records,
+            num_images=len(loaded.records),
+        )
     if kind == "tfrecord":
         import json
 
@@ -152,23 +177,35 @@ def load_source(config: DataConfig, training: bool = True, scan: str = "header",
             with tf.io.gfile.GFile(info_path_for(files[0])) as fh:
                 num_images = json.load(fh).get("num_images")
         info, class_map = _restrict_classes(info, config.class_names, files[0])
-        return DataSource("tfrecord", info, report or DatasetReport(files[0]), files=files,
-                          num_images=num_images, class_map=class_map)
+        return DataSource(
+            "tfrecord",
+            info,
+            report or DatasetReport(files[0]),
+            files=files,
+            num_images=num_images,
+            class_map=class_map,
+        )
     import tensorflow_datasets as tfds
 
     from cornernet_tf.data.tfds import tfds_dataset_info
 
     split = config.tfds_train_split if training else config.tfds_val_split
     builder = tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)
-    info, class_map = _restrict_classes(tfds_dataset_info(config.tfds_name, builder.info), config.class_names,
-                                        config.tfds_name)
+    info, class_map = _restrict_classes(
+        tfds_dataset_info(config.tfds_name, builder.info), config.class_names, config.tfds_name
+    )
     try:
         num_images = builder.info.splits[split].num_examples
     except (KeyError, ValueError):  # split sizes are unknown until the dataset is prepared
         num_images = None
-    return DataSource("tfds", info, report or DatasetReport(f"{config.tfds_name}:{split}"),
-                      tfds_args=dict(name=config.tfds_name, split=split, data_dir=config.tfds_data_dir),
-                      num_images=num_images, class_map=class_map)
+    return DataSource(
+        "tfds",
+        info,
+        report or DatasetReport(f"{config.tfds_name}:{split}"),
+        tfds_args=dict(name=config.tfds_name, split=split, data_dir=config.tfds_data_dir),
+        num_images=num_images,
+        class_map=class_map,
+    )
 
 
 def _restrict_classes(info: DatasetInfo, class_names, where: str):
@@ -177,11 +214,15 @@ def _restrict_classes(info: DatasetInfo, class_names, where: str):
         return info, None
     missing = [n for n in class_names if n not in info.class_names]
     if missing:
-        raise ConfigError(f"data.class_names {missing} are not classes of {where}; it has {list(info.class_names)}")
+        raise ConfigError(
+            f"data.class_names {missing} are not classes of {where}; it has {list(info.class_names)}"
+        )
     mapping = np.full(info.num_classes, -1, np.int32)
     for new, name in enumerate(class_names):
         mapping[info.class_names.index(name)] = new
-    new_info = DatasetInfo(tuple(class_names), tuple(info.category_ids[info.class_names.index(n)] for n in class_names))
+    new_info = DatasetInfo(
+        tuple(class_names), tuple(info.category_ids[info.class_names.index(n)] for n in class_names)
+    )
     return new_info, mapping
 
 
@@ -232,8 +273,10 @@ def decode_stage(ds: tf.data.Dataset, source: DataSource, config: DataConfig) ->
 
             def rescale():
                 flag = tf.numpy_function(
-                    on_size_mismatch, [el["name"], tf.stack([rec_h, rec_w]), tf.stack([height, width])],
-                    tf.float64, stateful=True,
+                    on_size_mismatch,
+                    [el["name"], tf.stack([rec_h, rec_w]), tf.stack([height, width])],
+                    tf.float64,
+                    stateful=True,
                 )
                 rec_f = tf.cast(tf.stack([rec_w, rec_h, rec_w, rec_h]), tf.float64)
                 with tf.control_dependencies([flag]):
@@ -247,8 +290,13 @@ def decode_stage(ds: tf.data.Dataset, source: DataSource, config: DataConfig) ->
             classes = tf.gather(class_map, classes)
             keep = classes >= 0
             boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
-        return {"image": image, "boxes": boxes, "classes": classes, "image_id": el["image_id"],
-                "seed": el["seed"]}
+        return {
+            "image": image,
+            "boxes": boxes,
+            "classes": classes,
+            "image_id": el["image_id"],
+            "seed": el["seed"],
+        }
 
     def describe(el):
         return el["name"]
@@ -257,7 +305,10 @@ def decode_stage(ds: tf.data.Dataset, source: DataSource, config: DataConfig) ->
         return "the stored image bytes cannot be decoded"
 
     return map_or_skip(
-        ds, decode, describe=describe, report=report,
+        ds,
+        decode,
+        describe=describe,
+        report=report,
         reason=failure_reason if read_files else stored_bytes_reason,
         num_parallel_calls=_parallel(config),
     )
@@ -268,7 +319,9 @@ def augment_stage(ds: tf.data.Dataset, config: DataConfig, training: bool) -> tf
     aug_config = config if training else dataclasses.replace(config, augment=False)
 
     def fn(el):
-        image, boxes, classes = aug.augment_for_training(el["image"], el["boxes"], el["classes"], el["seed"], aug_config)
+        image, boxes, classes = aug.augment_for_training(
+            el["image"], el["boxes"], el["classes"], el["seed"], aug_config
+        )
         return {"image": image, "boxes": boxes, "classes": classes, "image_id": el["image_id"]}
 
     return ds.map(fn, num_parallel_calls=_parallel(config))
@@ -282,9 +335,15 @@ def encode_stage(ds: tf.data.Dataset, config: DataConfig, num_classes: int) -> t
 
     def fn(el):
         targets = encode_targets(
-            el["boxes"], el["classes"], input_size, output_size, num_classes,
-            max_objects=config.max_objects, gaussian_iou=config.gaussian_iou,
-            radius_mode=config.radius_mode, fixed_radius=config.fixed_radius,
+            el["boxes"],
+            el["classes"],
+            input_size,
+            output_size,
+            num_classes,
+            max_objects=config.max_objects,
+            gaussian_iou=config.gaussian_iou,
+            radius_mode=config.radius_mode,
+            fixed_radius=config.fixed_radius,
         )
         targets["image_id"] = el["image_id"]
         return el["image"], targets
@@ -304,10 +363,12 @@ def _options(config: DataConfig, input_context) -> tf.data.Options:
     return options
 
 
-def _resolve_num_classes(info: DatasetInfo, model_config, num_classes: Optional[int]) -> int:
+def _resolve_num_classes(info: DatasetInfo, model_config, num_classes: int | None) -> int:
     if model_config is not None:
         if num_classes is not None and num_classes != model_config.num_classes:
-            raise ConfigError(f"num_classes={num_classes} but model.num_classes={model_config.num_classes}")
+            raise ConfigError(
+                f"num_classes={num_classes} but model.num_classes={model_config.num_classes}"
+            )
         num_classes = model_config.num_classes
     if num_classes is None:
         return info.num_classes
@@ -327,7 +388,9 @@ def _resolve_seed(config: DataConfig) -> int:
     return random.SystemRandom().randrange(2**31)
 
 
-def _finish(ds: tf.data.Dataset, source: DataSource, config: DataConfig, input_context) -> tf.data.Dataset:
+def _finish(
+    ds: tf.data.Dataset, source: DataSource, config: DataConfig, input_context
+) -> tf.data.Dataset:
     ds = ds.prefetch(AUTOTUNE).with_options(_options(config, input_context))
     ds.dataset_info = source.info
     ds.report = source.report
@@ -340,11 +403,11 @@ def _finish(ds: tf.data.Dataset, source: DataSource, config: DataConfig, input_c
 def build_dataset(
     data_config: DataConfig,
     training: bool,
-    batch_size: Optional[int] = None,
-    input_context: Optional[tf.distribute.InputContext] = None,
+    batch_size: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
     model_config=None,
-    num_classes: Optional[int] = None,
-    source: Optional[DataSource] = None,
+    num_classes: int | None = None,
+    source: DataSource | None = None,
 ) -> tf.data.Dataset:
     """The training (or validation-loss) dataset; see the module docstring for the elements.
 
@@ -361,7 +424,9 @@ def build_dataset(
     classes = _resolve_num_classes(source.info, model_config, num_classes)
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
 
-    ds = source.elements(input_context, shuffle=training, seed=seed, shuffle_buffer=config.shuffle_buffer)
+    ds = source.elements(
+        input_context, shuffle=training, seed=seed, shuffle_buffer=config.shuffle_buffer
+    )
     if training:
         ds = ds.repeat()
     ds = attach_seeds(ds, seed, pipeline_id)
@@ -369,17 +434,21 @@ def build_dataset(
     ds = augment_stage(ds, config, training)
     ds = encode_stage(ds, config, classes)
     if batch_size is not None:
-        per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else int(batch_size)
+        per_replica = (
+            input_context.get_per_replica_batch_size(batch_size)
+            if input_context
+            else int(batch_size)
+        )
         ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=_parallel(config))
     return _finish(ds, source, config, input_context)
 
 
 def build_eval_dataset(
     data_config: DataConfig,
-    batch_size: Optional[int] = 1,
-    input_context: Optional[tf.distribute.InputContext] = None,
+    batch_size: int | None = 1,
+    input_context: tf.distribute.InputContext | None = None,
     resize: bool = True,
-    source: Optional[DataSource] = None,
+    source: DataSource | None = None,
 ) -> tf.data.Dataset:
     """Validation images with their ground truth, no augmentation, one ordered pass.
 
@@ -404,15 +473,24 @@ def build_eval_dataset(
     ds = decode_stage(ds, source, config)
 
     if not resize:
-        def original(el):
-            return {"image": el["image"], "boxes": tf.cast(el["boxes"], tf.float32),
-                    "classes": el["classes"], "image_id": el["image_id"]}
 
-        return _finish(ds.map(original, num_parallel_calls=_parallel(config)), source, config, input_context)
+        def original(el):
+            return {
+                "image": el["image"],
+                "boxes": tf.cast(el["boxes"], tf.float32),
+                "classes": el["classes"],
+                "image_id": el["image_id"],
+            }
+
+        return _finish(
+            ds.map(original, num_parallel_calls=_parallel(config)), source, config, input_context
+        )
 
     def resized(el):
         shape = tf.shape(el["image"])
-        image, boxes, classes, geometry = aug.resize_full_image(el["image"], el["boxes"], el["classes"], config.input_size)
+        image, boxes, classes, geometry = aug.resize_full_image(
+            el["image"], el["boxes"], el["classes"], config.input_size
+        )
         return {
             "image": aug.photometric(image, config.mean, config.std),
             "boxes": tf.cast(boxes, tf.float32),
@@ -426,7 +504,13 @@ def build_eval_dataset(
 
     ds = ds.map(resized, num_parallel_calls=_parallel(config))
     if batch_size is not None:
-        per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else int(batch_size)
-        padding = {k: tf.constant(-1 if k == "classes" else 0, v.dtype) for k, v in ds.element_spec.items()}
+        per_replica = (
+            input_context.get_per_replica_batch_size(batch_size)
+            if input_context
+            else int(batch_size)
+        )
+        padding = {
+            k: tf.constant(-1 if k == "classes" else 0, v.dtype) for k, v in ds.element_spec.items()
+        }
         ds = ds.padded_batch(per_replica, padding_values=padding)
     return _finish(ds, source, config, input_context)

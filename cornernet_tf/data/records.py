@@ -3,13 +3,13 @@
 An :class:`ImageRecord` is one image with its (already validated) boxes in pixel coordinates
 ``(x1, y1, x2, y2)`` as float64 -- float64 because the official sampler computes the corner
 positions in float64 and truncates them, so the last bits decide a pixel now and then
-(golden/README.md, "Targets").
+(docs/method.md §8, "Targets").
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class ImageRecord:
     width: int
     boxes: np.ndarray  # float64 [N, 4] x1, y1, x2, y2 in pixels
     classes: np.ndarray  # int32 [N], contiguous 0-based
-    annotation_ids: Optional[np.ndarray] = None  # int64 [N]
+    annotation_ids: np.ndarray | None = None  # int64 [N]
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
@@ -56,7 +56,9 @@ def records_to_dataset(records: Sequence[ImageRecord]):
 
     lengths = np.array([r.num_objects for r in records], np.int64)
     boxes = np.concatenate([r.boxes for r in records], 0) if records else np.zeros((0, 4))
-    classes = np.concatenate([r.classes for r in records], 0) if records else np.zeros((0,), np.int32)
+    classes = (
+        np.concatenate([r.classes for r in records], 0) if records else np.zeros((0,), np.int32)
+    )
     return tf.data.Dataset.from_tensor_slices(
         {
             "data": tf.constant([r.path for r in records], tf.string),
@@ -64,7 +66,9 @@ def records_to_dataset(records: Sequence[ImageRecord]):
             "image_id": tf.constant([r.image_id for r in records], tf.int64),
             "height": tf.constant([r.height for r in records], tf.int32),
             "width": tf.constant([r.width for r in records], tf.int32),
-            "boxes": tf.RaggedTensor.from_row_lengths(tf.constant(boxes, tf.float64, [len(boxes), 4]), lengths),
+            "boxes": tf.RaggedTensor.from_row_lengths(
+                tf.constant(boxes, tf.float64, [len(boxes), 4]), lengths
+            ),
             "classes": tf.RaggedTensor.from_row_lengths(tf.constant(classes, tf.int32), lengths),
         }
     )

@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import logging
 import threading
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 logger = logging.getLogger("cornernet_tf.data")
 
@@ -56,9 +56,9 @@ class Problem:
 
     kind: str
     message: str
-    file: Optional[str] = None
-    annotation_id: Optional[int] = None
-    image_id: Optional[int] = None
+    file: str | None = None
+    annotation_id: int | None = None
+    image_id: int | None = None
 
     def __str__(self) -> str:
         where = []
@@ -92,10 +92,10 @@ class DatasetReport:
         self,
         kind: str,
         message: str,
-        file: Optional[str] = None,
-        annotation_id: Optional[int] = None,
-        image_id: Optional[int] = None,
-        counter: Optional[str] = None,
+        file: str | None = None,
+        annotation_id: int | None = None,
+        image_id: int | None = None,
+        counter: str | None = None,
     ) -> Problem:
         """Record a problem (and bump ``counter`` when given)."""
         item = Problem(kind, message, file, annotation_id, image_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,9 +39,13 @@ class ShapesConfig:
         if h < 16 or w < 16:
             raise ValueError(f"shapes: image size must be at least 16x16, got {h}x{w}")
         if not 1 <= self.num_classes <= len(SHAPE_CLASSES):
-            raise ValueError(f"shapes: num_classes must be in 1..{len(SHAPE_CLASSES)}, got {self.num_classes}")
+            raise ValueError(
+                f"shapes: num_classes must be in 1..{len(SHAPE_CLASSES)}, got {self.num_classes}"
+            )
         if not 0 < self.min_size <= self.max_size <= 1:
-            raise ValueError(f"shapes: need 0 < min_size <= max_size <= 1, got {self.min_size}, {self.max_size}")
+            raise ValueError(
+                f"shapes: need 0 < min_size <= max_size <= 1, got {self.min_size}, {self.max_size}"
+            )
         if self.max_objects < 1:
             raise ValueError(f"shapes: max_objects must be >= 1, got {self.max_objects}")
 
@@ -63,8 +67,12 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
     grid = rng.uniform(60, 190, size=(4, 4, 3))
     gray = grid.mean(axis=2, keepdims=True)
-    grid = gray + (grid - gray) * 0.5  # muted (before upsampling: both are linear): shapes carry the colour
-    base = np.asarray(Image.fromarray(grid.astype(np.uint8)).resize((w, h), Image.BILINEAR), np.float32)
+    grid = (
+        gray + (grid - gray) * 0.5
+    )  # muted (before upsampling: both are linear): shapes carry the colour
+    base = np.asarray(
+        Image.fromarray(grid.astype(np.uint8)).resize((w, h), Image.BILINEAR), np.float32
+    )
     x = np.arange(w, dtype=np.float32)
     y = np.arange(h, dtype=np.float32)
     k = 2 * np.pi / rng.uniform(6, 24)
@@ -90,7 +98,7 @@ def _noise(rng: np.random.Generator, shape) -> np.ndarray:
     reps = -(-n // _NOISE_TABLE.size) + 1
     table = np.tile(_NOISE_TABLE, reps) if reps > 2 else _NOISE_TABLE
     start = int(rng.integers(0, table.size - n + 1))
-    return table[start:start + n].reshape(shape)
+    return table[start : start + n].reshape(shape)
 
 
 def _shape_mask(kind: str, bw: int, bh: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,7 +125,10 @@ def _shape_mask(kind: str, bw: int, bh: int, rng: np.random.Generator) -> np.nda
             pts = [(r, t * b), (0, 0), (0, b)]
         draw.polygon(pts, fill=1)
     elif kind == "cross":
-        tx, ty = max(1, int(bw * rng.uniform(0.28, 0.42))), max(1, int(bh * rng.uniform(0.28, 0.42)))
+        tx, ty = (
+            max(1, int(bw * rng.uniform(0.28, 0.42))),
+            max(1, int(bh * rng.uniform(0.28, 0.42))),
+        )
         x0, y0 = (bw - tx) // 2, (bh - ty) // 2
         draw.rectangle([x0, 0, x0 + tx - 1, b], fill=1)
         draw.rectangle([0, y0, r, y0 + ty - 1], fill=1)
@@ -136,7 +147,9 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return np.array(rgb, np.float32) * 255
 
 
-def render_image(rng: np.random.Generator, config: ShapesConfig = ShapesConfig(), return_masks: bool = False):
+def render_image(
+    rng: np.random.Generator, config: ShapesConfig = ShapesConfig(), return_masks: bool = False
+):
     """One image (uint8 RGB ``[h, w, 3]``) and its objects with visible-extent boxes.
 
     With ``return_masks`` also the full-size visible mask of each object (for checks).
@@ -157,8 +170,16 @@ def render_image(rng: np.random.Generator, config: ShapesConfig = ShapesConfig()
         category = int(rng.integers(config.num_classes))
         base = rng.uniform(config.min_size, config.max_size) * side
         aspect = np.exp(rng.uniform(-0.5, 0.5))
-        bw = int(np.clip(base * np.sqrt(aspect), config.min_size * side, min(w, config.max_size * w * 1.2)))
-        bh = int(np.clip(base / np.sqrt(aspect), config.min_size * side, min(h, config.max_size * h * 1.2)))
+        bw = int(
+            np.clip(
+                base * np.sqrt(aspect), config.min_size * side, min(w, config.max_size * w * 1.2)
+            )
+        )
+        bh = int(
+            np.clip(
+                base / np.sqrt(aspect), config.min_size * side, min(h, config.max_size * h * 1.2)
+            )
+        )
         bw, bh = max(bw, 4), max(bh, 4)
         x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
         window = (slice(y0, y0 + bh), slice(x0, x0 + bw))
@@ -179,8 +200,10 @@ def render_image(rng: np.random.Generator, config: ShapesConfig = ShapesConfig()
         categories.append(category)
     if config.noise > 0:
         image += _noise(rng, image.shape) * np.float32(config.noise)
-    objects = [_visible_object(c, owner[win] == k, win, a)
-               for k, (c, win, a) in enumerate(zip(categories, windows, full_area))]
+    objects = [
+        _visible_object(c, owner[win] == k, win, a)
+        for k, (c, win, a) in enumerate(zip(categories, windows, full_area))
+    ]
     pixels = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     if return_masks:
         return pixels, objects, [owner == k for k in range(len(categories))]
@@ -200,17 +223,24 @@ def _pick_colour(rng, under: np.ndarray, neighbours) -> np.ndarray:
     return best
 
 
-def _visible_object(category: int, visible: np.ndarray, window: tuple[slice, slice], full_area: int) -> ShapeObject:
+def _visible_object(
+    category: int, visible: np.ndarray, window: tuple[slice, slice], full_area: int
+) -> ShapeObject:
     ys = np.flatnonzero(visible.any(axis=1)) + window[0].start
     xs = np.flatnonzero(visible.any(axis=0)) + window[1].start
-    x1, x2, y1, y2 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1  # pixel i covers [i, i+1)
+    x1, x2, y1, y2 = (
+        int(xs[0]),
+        int(xs[-1]) + 1,
+        int(ys[0]),
+        int(ys[-1]) + 1,
+    )  # pixel i covers [i, i+1)
     return ShapeObject(category, (x1, y1, x2 - x1, y2 - y1), int(visible.sum()), int(full_area))
 
 
 # --------------------------------------------------------------------------- dataset writing
 
 
-def parse_splits(text: Optional[str], num_images: Optional[int]) -> dict[str, int]:
+def parse_splits(text: str | None, num_images: int | None) -> dict[str, int]:
     """``train=0.8,val=0.2`` (fractions) or ``train=800,val=200`` (counts) -> counts per split."""
     if not text:
         if num_images is None:
@@ -244,7 +274,9 @@ def parse_splits(text: Optional[str], num_images: Optional[int]) -> dict[str, in
         raise ValueError(f"--splits: give fractions that sum to 1 or whole counts, got {text!r}")
     counts = {k: int(v) for k, v in parts.items()}
     if num_images is not None and sum(counts.values()) != num_images:
-        raise ValueError(f"--splits counts sum to {sum(counts.values())}, not --num-images {num_images}")
+        raise ValueError(
+            f"--splits counts sum to {sum(counts.values())}, not --num-images {num_images}"
+        )
     return counts
 
 
@@ -263,14 +295,14 @@ def _write_image(job) -> tuple[int, list[ShapeObject]]:
 
 def generate_shapes(
     out_dir: str,
-    num_images: Optional[int] = None,
+    num_images: int | None = None,
     seed: int = 0,
     size: Sequence[int] = DEFAULT_SIZE,
-    splits: Optional[dict[str, int] | str] = None,
+    splits: dict[str, int] | str | None = None,
     image_format: str = "png",
     num_classes: int = DEFAULT_NUM_CLASSES,
     max_objects: int = 6,
-    workers: Optional[int] = None,
+    workers: int | None = None,
 ) -> dict[str, str]:
     """Write ``out_dir/<split>/images/*`` and ``out_dir/<split>/annotations.json`` for each split.
 
@@ -283,7 +315,9 @@ def generate_shapes(
         raise ValueError(f"shapes: image format must be png or jpeg, got {image_format!r}")
     ext = "png" if fmt == "png" else "jpg"
     counts = splits if isinstance(splits, dict) else parse_splits(splits, num_images)
-    config = ShapesConfig(size=(int(size[0]), int(size[1])), num_classes=num_classes, max_objects=max_objects)
+    config = ShapesConfig(
+        size=(int(size[0]), int(size[1])), num_classes=num_classes, max_objects=max_objects
+    )
     config.validate()
     total = sum(int(c) for c in counts.values())
     if workers is None:
@@ -305,26 +339,46 @@ def generate_shapes(
     else:
         results = dict(map(_write_image, jobs))
 
-    categories = [{"id": k + 1, "name": SHAPE_CLASSES[k], "supercategory": "shape"} for k in range(num_classes)]
+    categories = [
+        {"id": k + 1, "name": SHAPE_CLASSES[k], "supercategory": "shape"}
+        for k in range(num_classes)
+    ]
     outputs, ann_id = {}, 1
     for split in counts:
         images, annotations = [], []
         for index, (_, _, _, path, _) in enumerate(jobs):
             if split_of[index] != split:
                 continue
-            images.append({"id": index + 1, "file_name": os.path.basename(path),
-                           "height": config.size[0], "width": config.size[1]})
+            images.append(
+                {
+                    "id": index + 1,
+                    "file_name": os.path.basename(path),
+                    "height": config.size[0],
+                    "width": config.size[1],
+                }
+            )
             for obj in results[index]:
-                annotations.append({
-                    "id": ann_id, "image_id": index + 1, "category_id": obj.category + 1,
-                    "bbox": list(obj.bbox), "area": obj.area, "iscrowd": 0,
-                })
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": index + 1,
+                        "category_id": obj.category + 1,
+                        "bbox": list(obj.bbox),
+                        "area": obj.area,
+                        "iscrowd": 0,
+                    }
+                )
                 ann_id += 1
         path = os.path.join(out_dir, split, "annotations.json")
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump({
-                "info": {"description": f"synthetic shapes, seed {seed}", "version": "1"},
-                "images": images, "annotations": annotations, "categories": categories,
-            }, fh)
+            json.dump(
+                {
+                    "info": {"description": f"synthetic shapes, seed {seed}", "version": "1"},
+                    "images": images,
+                    "annotations": annotations,
+                    "categories": categories,
+                },
+                fh,
+            )
         outputs[split] = path
     return outputs

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def write_shards(
     info: DatasetInfo,
     prefix: str,
     num_shards: int,
-    report: Optional[DatasetReport] = None,
+    report: DatasetReport | None = None,
 ) -> list[str]:
     """Write ``records`` into ``num_shards`` balanced, contiguous shards plus ``PREFIX.info.json``.
 
@@ -93,13 +93,18 @@ def write_shards(
     for s in range(num_shards):
         path = shard_path(prefix, s, num_shards)
         with tf.io.TFRecordWriter(path) as writer:
-            for record in records[bounds[s]:bounds[s + 1]]:
+            for record in records[bounds[s] : bounds[s + 1]]:
                 try:
                     with open(record.path, "rb") as fh:
                         encoded = fh.read()
                 except OSError as exc:
-                    report.problem("unreadable", f"not written: {exc}", file=record.path,
-                                   image_id=record.image_id, counter="images_unreadable")
+                    report.problem(
+                        "unreadable",
+                        f"not written: {exc}",
+                        file=record.path,
+                        image_id=record.image_id,
+                        counter="images_unreadable",
+                    )
                     continue
                 writer.write(serialize_example(record, encoded))
                 written += 1
@@ -120,7 +125,7 @@ def list_shards(pattern: str) -> list[str]:
     return files
 
 
-def load_info(files: Sequence[str], class_names: Optional[Sequence[str]] = None) -> DatasetInfo:
+def load_info(files: Sequence[str], class_names: Sequence[str] | None = None) -> DatasetInfo:
     """The dataset info written beside the shards, or ``class_names`` (ids 1..C) when there is none."""
     import tensorflow as tf
 
@@ -150,7 +155,9 @@ def parse_example(serialized):
         "image/object/class": tf.io.VarLenFeature(tf.int64),
     }
     ex = tf.io.parse_single_example(serialized, spec)
-    boxes = tf.reshape(tf.io.decode_raw(ex["image/object/bbox"], tf.float64, little_endian=True), [-1, 4])
+    boxes = tf.reshape(
+        tf.io.decode_raw(ex["image/object/bbox"], tf.float64, little_endian=True), [-1, 4]
+    )
     return {
         "data": ex["image/encoded"],
         "name": ex["image/filename"],
@@ -162,7 +169,9 @@ def parse_example(serialized):
     }
 
 
-def tfrecord_source(files: Sequence[str], input_context=None, shuffle_files: bool = False, seed=None):
+def tfrecord_source(
+    files: Sequence[str], input_context=None, shuffle_files: bool = False, seed=None
+):
     """Source elements from shards, sharded per input pipeline (by file when there are enough)."""
     import tensorflow as tf
 
@@ -176,8 +185,12 @@ def tfrecord_source(files: Sequence[str], input_context=None, shuffle_files: boo
             by_record = True
     if shuffle_files:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     if by_record:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     return ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -23,12 +23,26 @@ import copy
 import io
 import json
 import os
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 # Names of COCOeval.stats, in its order.
-SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+SUMMARY_KEYS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 # Single-IoU APs of the paper's Table 5 (the summary already holds 0.5 and 0.75).
 EXTRA_IOUS = (0.6, 0.7, 0.8, 0.9)
 UNDEFINED = -1.0
@@ -42,7 +56,7 @@ def _quiet():
 # --------------------------------------------------------------------------- ground truth
 
 
-def load_ground_truth(source: Union[str, os.PathLike, Mapping, Any]):
+def load_ground_truth(source: str | os.PathLike | Mapping | Any):
     """A pycocotools ``COCO`` index from a JSON path, a COCO-format dict, or an existing ``COCO``.
 
     Fields pycocotools needs but small hand-made datasets often omit are filled in on a copy:
@@ -100,7 +114,9 @@ def to_coco_results(
     scores = np.asarray(detections["scores"], np.float64).reshape(-1)
     classes = np.asarray(detections["classes"]).reshape(-1).astype(np.int64)
     if not len(boxes) == len(scores) == len(classes):
-        raise ValueError(f"image {image_id}: {len(boxes)} boxes, {len(scores)} scores, {len(classes)} classes")
+        raise ValueError(
+            f"image {image_id}: {len(boxes)} boxes, {len(scores)} scores, {len(classes)} classes"
+        )
     if len(classes) and (classes.min() < 0 or classes.max() >= len(category_ids)):
         raise ValueError(
             f"image {image_id}: class index {int(classes.max())} outside the {len(category_ids)} known classes"
@@ -166,7 +182,7 @@ def per_class_ap(coco_eval) -> list[float]:
     return [_mean_defined(precision[:, :, k, area, -1]) for k in range(precision.shape[2])]
 
 
-def run_cocoeval(coco_gt, detections: Union[str, Sequence[dict]], image_ids=None, category_ids=None):
+def run_cocoeval(coco_gt, detections: str | Sequence[dict], image_ids=None, category_ids=None):
     """Run ``COCOeval`` (bbox) and return it, evaluated and accumulated; ``summarize`` not yet run.
 
     ``image_ids`` / ``category_ids`` restrict the evaluation (default: all of ``coco_gt``). No
@@ -187,7 +203,11 @@ def run_cocoeval(coco_gt, detections: Union[str, Sequence[dict]], image_ids=None
             coco_dt = coco_gt.loadRes(detections)
     else:
         coco_dt = COCO()
-        coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "categories": [], "annotations": []}
+        coco_dt.dataset = {
+            "images": list(coco_gt.dataset["images"]),
+            "categories": [],
+            "annotations": [],
+        }
         with _quiet():
             coco_dt.createIndex()
     coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
@@ -203,10 +223,10 @@ def run_cocoeval(coco_gt, detections: Union[str, Sequence[dict]], image_ids=None
 
 def evaluate_detections(
     coco_gt,
-    detections: Union[str, Sequence[dict]],
-    image_ids: Optional[Iterable[int]] = None,
-    category_ids: Optional[Sequence[int]] = None,
-    class_names: Optional[Sequence[str]] = None,
+    detections: str | Sequence[dict],
+    image_ids: Iterable[int] | None = None,
+    category_ids: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """COCO box metrics of ``detections`` against ``coco_gt`` (a ``COCO``, a dict or a JSON path).
 
@@ -227,7 +247,9 @@ def evaluate_detections(
         class_names = [str(cats[c].get("name", c)) if c in cats else str(c) for c in category_ids]
     if len(class_names) != len(category_ids):
         raise ValueError(f"{len(class_names)} class names for {len(category_ids)} category ids")
-    image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
+    image_ids = (
+        sorted(coco_gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
+    )
     if isinstance(detections, (str, os.PathLike)):
         detections = read_results(os.fspath(detections))
     if not image_ids:

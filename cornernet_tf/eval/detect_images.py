@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,8 @@ def list_images(paths: Sequence[str]) -> list[str]:
             found = sorted(
                 os.path.join(path, name)
                 for name in os.listdir(path)
-                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(path, name))
             )
             if not found:
                 raise ValueError(
@@ -52,7 +53,7 @@ def list_images(paths: Sequence[str]) -> list[str]:
     return files
 
 
-def read_image(path: str) -> tuple[np.ndarray, Optional[str]]:
+def read_image(path: str) -> tuple[np.ndarray, str | None]:
     """``(RGB uint8 [H, W, 3], note)``; ``note`` says what was converted (e.g. ``"L -> RGB"``) or is None.
 
     Raises :class:`ImageReadError` naming the file and the reason when it cannot be decoded.
@@ -86,20 +87,23 @@ def unique_stem(path: str, taken: set) -> str:
     return name
 
 
-def detections_to_json(path: str, image: np.ndarray, dets: dict, class_names: Sequence[str],
-                       score_threshold: float) -> dict:
+def detections_to_json(
+    path: str, image: np.ndarray, dets: dict, class_names: Sequence[str], score_threshold: float
+) -> dict:
     """The per-image JSON: boxes ``[x1, y1, x2, y2]`` in pixels, score, 0-based class and its name."""
     rows = []
     for box, score, cls in zip(dets["boxes"], dets["scores"], dets["classes"]):
         if score < score_threshold:
             continue
         cls = int(cls)
-        rows.append({
-            "bbox": [round(float(v), 2) for v in box],
-            "score": round(float(score), 5),
-            "class": cls,
-            "class_name": class_names[cls] if cls < len(class_names) else f"class_{cls}",
-        })
+        rows.append(
+            {
+                "bbox": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "class": cls,
+                "class_name": class_names[cls] if cls < len(class_names) else f"class_{cls}",
+            }
+        )
     return {
         "image": path,
         "height": int(image.shape[0]),
@@ -147,27 +151,39 @@ def detect_files(
         json_path = os.path.join(out_dir, f"{stem}.json")
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=1)
-        drawn = draw_detections(image, dets["boxes"], dets["scores"], dets["classes"], class_names,
-                                score_threshold=score_threshold)
+        drawn = draw_detections(
+            image,
+            dets["boxes"],
+            dets["scores"],
+            dets["classes"],
+            class_names,
+            score_threshold=score_threshold,
+        )
         drawn.save(os.path.join(out_dir, f"{stem}.png"))
         if heatmaps:
             maps = detector.corner_heatmaps(image)
-            overlay_heatmaps(image, maps["tl"], maps["br"]).save(os.path.join(out_dir, f"{stem}_heatmaps.png"))
+            overlay_heatmaps(image, maps["tl"], maps["br"]).save(
+                os.path.join(out_dir, f"{stem}_heatmaps.png")
+            )
         summary.processed.append((path, json_path))
         summary.num_detections += len(record["detections"])
-        on_message(f"{path}: {len(record['detections'])} detections" + (f" (converted {note})" if note else ""))
+        on_message(
+            f"{path}: {len(record['detections'])} detections"
+            + (f" (converted {note})" if note else "")
+        )
     return summary
 
 
-def class_names_for(config, num_classes: int, names_file: Optional[str] = None,
-                    weights: Optional[str] = None) -> list[str]:
+def class_names_for(
+    config, num_classes: int, names_file: str | None = None, weights: str | None = None
+) -> list[str]:
     """Names of the model's classes: ``names_file`` (one per line, or a COCO JSON), else the
     dataset info saved beside ``weights`` (a training work directory has one), else
     ``data.class_names``, else the categories of the config's annotation files, else the COCO
     names for an 80-class model, else ``class_0, class_1, ...``."""
     from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
 
-    names: Optional[list] = None
+    names: list | None = None
     if names_file:
         names = _names_from_file(names_file)
     elif info_path := dataset_info_beside(weights):
@@ -200,5 +216,7 @@ def _names_from_file(path: str) -> list[str]:
             cats = json.loads(text)["categories"]
             return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: expected a COCO JSON with categories (id, name): {exc}") from None
+            raise ValueError(
+                f"{path}: expected a COCO JSON with categories (id, name): {exc}"
+            ) from None
     return [line.strip() for line in text.splitlines() if line.strip()]

@@ -20,7 +20,7 @@ reads offsets at heatmap peaks).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +28,12 @@ import tensorflow as tf
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig, TestConfig
 from cornernet_tf.decode import decode
 from cornernet_tf.inference.detector import as_test_config, finalise, merge_flip, rescale_detections
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
+from cornernet_tf.inference.preprocess import (
+    ScaleGeometry,
+    as_rgb_uint8,
+    model_output_stride,
+    prepare_image,
+)
 from cornernet_tf.targets import encode_targets
 
 ORACLE_MODES = ("heatmaps", "heatmaps+offsets")
@@ -56,7 +61,7 @@ def ground_truth_maps(
     geometry: ScaleGeometry,
     num_classes: int,
     flipped: bool = False,
-    data_config: Optional[DataConfig] = None,
+    data_config: DataConfig | None = None,
 ) -> dict:
     """:func:`encode_targets` for one view of the test input (see the module docstring)."""
     data_config = data_config or DataConfig()
@@ -100,9 +105,9 @@ class OracleDetector:
         self,
         model,
         mode: str,
-        test_config: Optional[TestConfig] = None,
-        data_config: Optional[DataConfig] = None,
-        num_classes: Optional[int] = None,
+        test_config: TestConfig | None = None,
+        data_config: DataConfig | None = None,
+        num_classes: int | None = None,
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
     ):
@@ -138,7 +143,9 @@ class OracleDetector:
         views = int(predicted["tl_heat"].shape[0])
         maps = {key: [] for key in _MAP_KEYS}
         for view in range(views):
-            gt = ground_truth_maps(boxes, classes, geometry, self.num_classes, view == 1, self.data_config)
+            gt = ground_truth_maps(
+                boxes, classes, geometry, self.num_classes, view == 1, self.data_config
+            )
             count = int(len(np.asarray(classes).reshape(-1)))
             for corner in ("tl", "br"):
                 maps[f"{corner}_heat"].append(probability_to_logit(gt[f"{corner}_heatmap"]))
@@ -153,10 +160,16 @@ class OracleDetector:
         image = as_rgb_uint8(image)
         rows = []
         for scale in self.config.scales:
-            net_input, geometry = prepare_image(image, scale, self.mean, self.std, model_output_stride(self.model))
-            batch = np.stack([net_input, net_input[:, ::-1]]) if self.config.flip else net_input[None]
+            net_input, geometry = prepare_image(
+                image, scale, self.mean, self.std, model_output_stride(self.model)
+            )
+            batch = (
+                np.stack([net_input, net_input[:, ::-1]]) if self.config.flip else net_input[None]
+            )
             predicted = self._forward(tf.constant(batch))
             decoded = self._decode(self.oracle_maps(predicted, boxes, classes, geometry)).numpy()
-            merged = merge_flip(decoded, geometry.out_hw[1]) if self.config.flip else decoded[0].copy()
+            merged = (
+                merge_flip(decoded, geometry.out_hw[1]) if self.config.flip else decoded[0].copy()
+            )
             rows.append(rescale_detections(merged, geometry))
         return finalise(np.concatenate(rows, axis=0), self.config)

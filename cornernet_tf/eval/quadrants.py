@@ -31,14 +31,19 @@ Definitions used here (the paper gives the idea, not the protocol):
 from __future__ import annotations
 
 import collections
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig, TestConfig
 from cornernet_tf.decode import heatmap_nms, topk_corners
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
+from cornernet_tf.inference.preprocess import (
+    ScaleGeometry,
+    as_rgb_uint8,
+    model_output_stride,
+    prepare_image,
+)
 from cornernet_tf.targets import object_radius
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -91,7 +96,9 @@ def match_corners(
     taken = np.zeros(len(gt_xy), bool)
     tolerance = np.maximum(np.asarray(gt_radius, np.float64), MIN_MATCH_RADIUS)
     distance = np.linalg.norm(pred_xy[:, None, :] - gt_xy[None, :, :], axis=-1)
-    eligible = (np.asarray(pred_classes)[:, None] == np.asarray(gt_classes)[None, :]) & (distance <= tolerance)
+    eligible = (np.asarray(pred_classes)[:, None] == np.asarray(gt_classes)[None, :]) & (
+        distance <= tolerance
+    )
     for p in np.argsort(-np.asarray(pred_scores), kind="mergesort"):
         candidates = np.flatnonzero(eligible[p] & ~taken)
         if candidates.size:
@@ -127,7 +134,10 @@ class QuadrantCornerEvaluator:
         gt_classes = np.asarray(gt_classes, np.int64).reshape(-1)
         scale = geometry.scale
         top, left = float(geometry.border[0]), float(geometry.border[2])
-        ry, rx = float(geometry.out_hw[0]) / geometry.inp_hw[0], float(geometry.out_hw[1]) / geometry.inp_hw[1]
+        ry, rx = (
+            float(geometry.out_hw[0]) / geometry.inp_hw[0],
+            float(geometry.out_hw[1]) / geometry.inp_hw[1],
+        )
         boxes_in = gt_boxes * scale + np.array([left, top, left, top])
         radius = (
             object_radius(boxes_in, geometry.inp_hw, geometry.out_hw, self.gaussian_iou).numpy()
@@ -145,7 +155,9 @@ class QuadrantCornerEvaluator:
             pred_img_x = (pred_map[:, 0] / rx - left) / scale
             pred_img_y = (pred_map[:, 1] / ry - top) / scale
             pred_quadrant = quadrant_index(pred_img_x, pred_img_y, width, height)
-            match = match_corners(pred_map, pred["scores"], pred["classes"], gt_map, gt_classes, radius)
+            match = match_corners(
+                pred_map, pred["scores"], pred["classes"], gt_map, gt_classes, radius
+            )
             for q, cls in zip(gt_quadrant, gt_classes):
                 self._num_gt[(corner, QUADRANTS[q], int(cls))] += 1
                 self._num_gt[(corner, ALL, int(cls))] += 1
@@ -173,7 +185,9 @@ class QuadrantCornerEvaluator:
                     key = (corner, name, cls)
                     n = self._num_gt.get(key, 0)
                     num_gt[corner][name] += n
-                    ap = interpolated_ap(np.array(self._scores.get(key, [])), np.array(self._tp.get(key, [])), n)
+                    ap = interpolated_ap(
+                        np.array(self._scores.get(key, [])), np.array(self._tp.get(key, [])), n
+                    )
                     per_class[corner][name][cls] = ap
                     if n > 0:
                         aps.append(ap)
@@ -189,7 +203,7 @@ class CornerPredictor:
     def __init__(
         self,
         model,
-        test_config: Optional[TestConfig] = None,
+        test_config: TestConfig | None = None,
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
     ):
@@ -220,7 +234,9 @@ class CornerPredictor:
     def __call__(self, image) -> tuple[dict, ScaleGeometry]:
         """``({"tl": {xs, ys, scores, classes}, "br": {...}}, geometry)``; positions on the output map."""
         image = as_rgb_uint8(image)
-        net_input, geometry = prepare_image(image, 1.0, self.mean, self.std, model_output_stride(self.model))
+        net_input, geometry = prepare_image(
+            image, 1.0, self.mean, self.std, model_output_stride(self.model)
+        )
         peaks = self._peaks(tf.constant(net_input[None]))
         corners = {}
         for corner in CORNER_TYPES:
@@ -233,7 +249,10 @@ class CornerPredictor:
 def format_quadrants(result: dict) -> str:
     """The Table 3 layout: one row per corner type, one column per quadrant (mAP in %)."""
     header = f" {'corners':<14}" + "".join(f"{q:>14}" for q in QUADRANTS + (ALL,))
-    lines = [f" Corner detection mAP per image quadrant ({result.get('num_images', 0)} images)", header]
+    lines = [
+        f" Corner detection mAP per image quadrant ({result.get('num_images', 0)} images)",
+        header,
+    ]
     for corner, label in (("tl", "top-left"), ("br", "bottom-right")):
         row = f" {label:<14}"
         for name in QUADRANTS + (ALL,):

@@ -20,37 +20,63 @@ import json
 import logging
 import os
 import time
-from typing import Optional
 
 import numpy as np
 
 from cornernet_tf.config import Config
-from cornernet_tf.eval.coco_eval import evaluate_detections, format_metrics, load_ground_truth, to_coco_results
+from cornernet_tf.eval.coco_eval import (
+    evaluate_detections,
+    format_metrics,
+    load_ground_truth,
+    to_coco_results,
+)
 
 logger = logging.getLogger("cornernet_tf.eval")
 
 DETECTIONS_FILE = "detections.json"
 METRICS_FILE = "metrics.json"
 # Report counters (data/report.py) of images that never reach the detector.
-SKIP_COUNTERS = ("images_missing_file", "images_unreadable", "images_unsupported_format", "runtime_images_skipped")
+SKIP_COUNTERS = (
+    "images_missing_file",
+    "images_unreadable",
+    "images_unsupported_format",
+    "runtime_images_skipped",
+)
 SKIP_KINDS = ("missing", "unreadable", "unsupported", "undecodable")
 
 
-def eval_data_config(data_config, annotations=None, images=None, tfds=None, tfds_split=None, tfds_data_dir=None,
-                     tfrecords=None):
+def eval_data_config(
+    data_config,
+    annotations=None,
+    images=None,
+    tfds=None,
+    tfds_split=None,
+    tfds_data_dir=None,
+    tfrecords=None,
+):
     """The validation part of ``data_config`` with an explicit source, in a fixed order, unaugmented."""
     if sum(bool(s) for s in (annotations or images, tfds, tfrecords)) > 1:
-        raise ValueError("give one evaluation source: --annotations/--images, --tfds or --tfrecords")
+        raise ValueError(
+            "give one evaluation source: --annotations/--images, --tfds or --tfrecords"
+        )
     if bool(annotations) != bool(images):
-        raise ValueError("--annotations and --images go together (a COCO JSON and its image folder)")
+        raise ValueError(
+            "--annotations and --images go together (a COCO JSON and its image folder)"
+        )
     changes = dict(augment=False, deterministic=True)
     if annotations:
-        changes.update(val_annotations=os.fspath(annotations), val_images=os.fspath(images),
-                       val_tfrecords=None, tfds_name=None)
+        changes.update(
+            val_annotations=os.fspath(annotations),
+            val_images=os.fspath(images),
+            val_tfrecords=None,
+            tfds_name=None,
+        )
     elif tfds:
         changes.update(tfds_name=tfds, val_annotations=None, val_images=None, val_tfrecords=None)
     elif tfrecords:
-        changes.update(val_tfrecords=tfrecords, val_annotations=None, val_images=None, tfds_name=None)
+        changes.update(
+            val_tfrecords=tfrecords, val_annotations=None, val_images=None, tfds_name=None
+        )
     if tfds_split:
         changes["tfds_val_split"] = tfds_split
     if tfds_data_dir:
@@ -73,35 +99,46 @@ class _StreamGroundTruth:
         self.info = info
         self.images, self.annotations = [], []
 
-    def add(self, image_id: int, height: int, width: int, boxes: np.ndarray, classes: np.ndarray) -> None:
+    def add(
+        self, image_id: int, height: int, width: int, boxes: np.ndarray, classes: np.ndarray
+    ) -> None:
         self.images.append({"id": int(image_id), "height": int(height), "width": int(width)})
         for (x1, y1, x2, y2), cls in zip(np.asarray(boxes, np.float64).reshape(-1, 4), classes):
             w, h = float(x2 - x1), float(y2 - y1)
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": int(image_id),
-                "category_id": int(self.info.category_ids[int(cls)]),
-                "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0,
-            })
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": int(image_id),
+                    "category_id": int(self.info.category_ids[int(cls)]),
+                    "bbox": [float(x1), float(y1), w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
 
     def coco(self):
-        categories = [{"id": c, "name": n} for n, c in zip(self.info.class_names, self.info.category_ids)]
-        return load_ground_truth({"images": self.images, "annotations": self.annotations, "categories": categories})
+        categories = [
+            {"id": c, "name": n} for n, c in zip(self.info.class_names, self.info.category_ids)
+        ]
+        return load_ground_truth(
+            {"images": self.images, "annotations": self.annotations, "categories": categories}
+        )
 
 
 def evaluate(
     model,
     config: Config,
-    annotations: Optional[str] = None,
-    images: Optional[str] = None,
-    tfds: Optional[str] = None,
-    tfds_split: Optional[str] = None,
-    tfrecords: Optional[str] = None,
-    out_dir: Optional[str] = None,
-    max_images: Optional[int] = None,
-    oracle: Optional[str] = None,
+    annotations: str | None = None,
+    images: str | None = None,
+    tfds: str | None = None,
+    tfds_split: str | None = None,
+    tfrecords: str | None = None,
+    out_dir: str | None = None,
+    max_images: int | None = None,
+    oracle: str | None = None,
     quadrants: bool = False,
     progress: bool = True,
-    extra: Optional[dict] = None,
+    extra: dict | None = None,
 ) -> dict:
     """Detect on every validation image and return the COCO metrics (see ``evaluate_detections``).
 
@@ -117,7 +154,9 @@ def evaluate(
 
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
-    data_config = eval_data_config(config.data, annotations, images, tfds, tfds_split, tfrecords=tfrecords)
+    data_config = eval_data_config(
+        config.data, annotations, images, tfds, tfds_split, tfrecords=tfrecords
+    )
     source = load_source(data_config, training=False)
     info = source.info
     num_classes = model.model_config.num_classes
@@ -127,8 +166,12 @@ def evaluate(
             "set data.class_names to the classes the model was trained on"
         )
     if info.num_classes < num_classes:
-        logger.warning("the model predicts %d classes, the dataset has %d: detections of classes %d.. are ignored",
-                       num_classes, info.num_classes, info.num_classes)
+        logger.warning(
+            "the model predicts %d classes, the dataset has %d: detections of classes %d.. are ignored",
+            num_classes,
+            info.num_classes,
+            info.num_classes,
+        )
     dataset = build_eval_dataset(data_config, resize=False, source=source)
     if max_images:
         dataset = dataset.take(max_images)
@@ -148,7 +191,9 @@ def evaluate(
         quadrant_eval = QuadrantCornerEvaluator(num_classes, data_config.gaussian_iou)
     stream_gt = None if source.kind == "coco" else _StreamGroundTruth(info)
 
-    total = source.num_images if not max_images else min(max_images, source.num_images or max_images)
+    total = (
+        source.num_images if not max_images else min(max_images, source.num_images or max_images)
+    )
     results, image_ids = [], []
     start = time.perf_counter()
     iterator = dataset.as_numpy_iterator()
@@ -174,9 +219,13 @@ def evaluate(
             quadrant_eval.add_image(image.shape[:2], boxes, classes, corners, geometry)
     seconds = time.perf_counter() - start
     if not image_ids:
-        raise ValueError(f"no image could be read from the validation data\n{source.report.summary()}")
+        raise ValueError(
+            f"no image could be read from the validation data\n{source.report.summary()}"
+        )
 
-    coco_gt = load_ground_truth(data_config.val_annotations) if stream_gt is None else stream_gt.coco()
+    coco_gt = (
+        load_ground_truth(data_config.val_annotations) if stream_gt is None else stream_gt.coco()
+    )
     metrics = evaluate_detections(coco_gt, results, image_ids, info.category_ids, info.class_names)
     skipped = _skipped_images(source.report)
     metrics["images"] = {
@@ -207,7 +256,10 @@ def evaluate(
 def write_outputs(out_dir: str, results: list, metrics: dict) -> dict:
     """``detections.json`` (COCO results) and ``metrics.json`` in ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"detections": os.path.join(out_dir, DETECTIONS_FILE), "metrics": os.path.join(out_dir, METRICS_FILE)}
+    paths = {
+        "detections": os.path.join(out_dir, DETECTIONS_FILE),
+        "metrics": os.path.join(out_dir, METRICS_FILE),
+    }
     with open(paths["detections"], "w", encoding="utf-8") as fh:
         json.dump(results, fh)
     with open(paths["metrics"], "w", encoding="utf-8") as fh:

@@ -13,14 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
 
 
-def prepare_model(model_or_config, weights: Optional[str] = None, corner_pool_impl: Optional[str] = None,
-                  config=None, config_name: Optional[str] = None):
+def prepare_model(
+    model_or_config,
+    weights: str | None = None,
+    corner_pool_impl: str | None = None,
+    config=None,
+    config_name: str | None = None,
+):
     """``(model, Config)`` ready for export.
 
     ``model_or_config`` is a CornerNet model (its weights are copied) or anything
@@ -54,7 +59,7 @@ def prepare_model(model_or_config, weights: Optional[str] = None, corner_pool_im
     return model, config
 
 
-def _from_annotations(config: Config) -> Optional[DatasetInfo]:
+def _from_annotations(config: Config) -> DatasetInfo | None:
     for path in (config.data.val_annotations, config.data.train_annotations):
         if not path or not os.path.isfile(path):
             continue
@@ -63,10 +68,16 @@ def _from_annotations(config: Config) -> Optional[DatasetInfo]:
                 cats = json.load(fh).get("categories") or []
             except (json.JSONDecodeError, AttributeError) as exc:
                 raise ValueError(f"{path}: cannot read categories ({exc})") from None
-        by_name = {str(c.get("name", c["id"])): int(c["id"]) for c in cats if isinstance(c, dict) and "id" in c}
+        by_name = {
+            str(c.get("name", c["id"])): int(c["id"])
+            for c in cats
+            if isinstance(c, dict) and "id" in c
+        }
         if not by_name:
             continue
-        names = config.data.class_names or [n for n, _ in sorted(by_name.items(), key=lambda kv: kv[1])]
+        names = config.data.class_names or [
+            n for n, _ in sorted(by_name.items(), key=lambda kv: kv[1])
+        ]
         missing = [n for n in names if n not in by_name]
         if missing:
             raise ValueError(f"{path}: data.class_names {missing} are not categories of this file")
@@ -76,9 +87,9 @@ def _from_annotations(config: Config) -> Optional[DatasetInfo]:
 
 def resolve_dataset_info(
     config: Config,
-    category_ids: Optional[Sequence[int]] = None,
-    dataset_info: Optional[str] = None,
-    weights: Optional[str] = None,
+    category_ids: Sequence[int] | None = None,
+    dataset_info: str | None = None,
+    weights: str | None = None,
 ) -> DatasetInfo:
     """Class names and category ids of the model's classes (see the module docstring for the order)."""
     num_classes = config.model.num_classes
@@ -94,12 +105,20 @@ def resolve_dataset_info(
             info, source = DatasetInfo.load(path), path
         else:
             info, source = _from_annotations(config), "the config's annotation file"
-            if info is None and (config.data.tfds_name or "").split("/")[0] == "coco" and num_classes == 80:
+            if (
+                info is None
+                and (config.data.tfds_name or "").split("/")[0] == "coco"
+                and num_classes == 80
+            ):
                 from cornernet_tf.data.tfds import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
                 info, source = DatasetInfo(COCO_CLASS_NAMES, COCO_CATEGORY_IDS), "TFDS coco"
             if info is None:
-                names = names if names and len(names) == num_classes else [f"class_{k}" for k in range(num_classes)]
+                names = (
+                    names
+                    if names and len(names) == num_classes
+                    else [f"class_{k}" for k in range(num_classes)]
+                )
                 info, source = DatasetInfo.from_names(names, first_id=1), "default 1..C"
     if info.num_classes != num_classes:
         raise ConfigError(

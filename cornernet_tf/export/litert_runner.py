@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -30,7 +29,9 @@ def read_metadata(tflite_path: str) -> dict:
     """The JSON beside ``tflite_path`` (``FILE.tflite.json``)."""
     path = metadata_path(tflite_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: it is written by `cornernet export-tflite` beside {tflite_path}")
+        raise FileNotFoundError(
+            f"{path} not found: it is written by `cornernet export-tflite` beside {tflite_path}"
+        )
     with open(path, encoding="utf-8") as fh:
         meta = json.load(fh)
     if meta.get("format") != METADATA_FORMAT:
@@ -47,7 +48,7 @@ class LiteRTDetector:
       metadata: the metadata dict, to override or replace the JSON file.
     """
 
-    def __init__(self, model_path: str, num_threads: int = 2, metadata: Optional[dict] = None):
+    def __init__(self, model_path: str, num_threads: int = 2, metadata: dict | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         if not os.path.isfile(model_path):
@@ -64,15 +65,19 @@ class LiteRTDetector:
         self.config = pp.PostprocessConfig.from_mapping(self.metadata.get("postprocess"))
         actual = self._runner.get_input_details()["images"]
         if tuple(actual["shape"]) != tuple(shape) or actual["dtype"] != np.uint8:
-            raise ValueError(f"{model_path}: input is {tuple(actual['shape'])} {actual['dtype']}, "
-                             f"the metadata says {tuple(shape)} uint8")
+            raise ValueError(
+                f"{model_path}: input is {tuple(actual['shape'])} {actual['dtype']}, "
+                f"the metadata says {tuple(shape)} uint8"
+            )
 
     def maps(self, canvas: np.ndarray) -> dict:
         """The six raw maps (float32 NHWC, batch 1) for a prepared uint8 canvas ``[1, S_h, S_w, 3]``."""
         canvas = np.asarray(canvas)
         if canvas.dtype != np.uint8 or canvas.shape != (1,) + self.input_hw + (3,):
-            raise ValueError(f"expected a uint8 canvas of shape {(1,) + self.input_hw + (3,)}, "
-                             f"got {canvas.dtype} {canvas.shape}")
+            raise ValueError(
+                f"expected a uint8 canvas of shape {(1,) + self.input_hw + (3,)}, "
+                f"got {canvas.dtype} {canvas.shape}"
+            )
         outputs = self._runner(images=canvas)
         return {name: np.array(outputs[name], np.float32) for name in pp.MAP_NAMES}
 
@@ -85,5 +90,7 @@ class LiteRTDetector:
         return result
 
     def __repr__(self) -> str:
-        return (f"LiteRTDetector({self.model_path!r}, input={self.input_hw}, quantize={self.metadata.get('quantize')!r}, "
-                f"classes={len(self.category_ids)})")
+        return (
+            f"LiteRTDetector({self.model_path!r}, input={self.input_hw}, quantize={self.metadata.get('quantize')!r}, "
+            f"classes={len(self.category_ids)})"
+        )

@@ -23,7 +23,7 @@ fields that apply (``top_k``, ``ae_threshold``, ``nms_kernel``, ``num_dets``, ``
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ MAP_NAMES = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
 
 @dataclasses.dataclass(frozen=True)
 class PostprocessConfig:
-    """The test settings the fixed-size path uses (defaults: the official ones, SPEC.md section 5)."""
+    """The test settings the fixed-size path uses (defaults: the official ones, docs/method.md §5)."""
 
     top_k: int = 100
     ae_threshold: float = 0.5
@@ -50,7 +50,7 @@ class PostprocessConfig:
     score_threshold: float = 0.001
 
     @classmethod
-    def from_mapping(cls, values: Optional[Mapping]) -> "PostprocessConfig":
+    def from_mapping(cls, values: Mapping | None) -> PostprocessConfig:
         """From a TestConfig-like mapping (unknown keys such as ``scales``/``flip`` are ignored)."""
         if values is None:
             return cls()
@@ -73,7 +73,9 @@ class CanvasGeometry:
 
     @property
     def ratios(self) -> np.ndarray:
-        return np.array([self.out_hw[0] / self.inp_hw[0], self.out_hw[1] / self.inp_hw[1]], np.float32)
+        return np.array(
+            [self.out_hw[0] / self.inp_hw[0], self.out_hw[1] / self.inp_hw[1]], np.float32
+        )
 
 
 def valid_input_size(size: int, multiple: int) -> int:
@@ -83,13 +85,19 @@ def valid_input_size(size: int, multiple: int) -> int:
     return -(-(int(size) + 1) // m) * m - 1
 
 
-def canvas_geometry(height: int, width: int, input_hw: Sequence[int], output_stride: int) -> CanvasGeometry:
+def canvas_geometry(
+    height: int, width: int, input_hw: Sequence[int], output_stride: int
+) -> CanvasGeometry:
     """Geometry of an ``height x width`` image on a fixed ``input_hw`` canvas (see module docstring)."""
     inp_h, inp_w = int(input_hw[0]), int(input_hw[1])
     if height < 1 or width < 1:
         raise ValueError(f"image must not be empty, got {height}x{width}")
     scale = min(1.0, inp_h / height, inp_w / width)
-    new_h, new_w = (height, width) if scale == 1.0 else (max(1, int(height * scale)), max(1, int(width * scale)))
+    new_h, new_w = (
+        (height, width)
+        if scale == 1.0
+        else (max(1, int(height * scale)), max(1, int(width * scale)))
+    )
     rows = []
     for new, inp in ((new_h, inp_h), (new_w, inp_w)):  # official crop_image, test-time branch
         centre = new // 2
@@ -151,7 +159,14 @@ def _topk(heat: np.ndarray, k: int):
     valid = inds < c * h * w
     inds = np.where(valid, inds, 0)
     pixel = inds % (h * w)
-    return scores, pixel, inds // (h * w), (pixel // w).astype(np.float32), (pixel % w).astype(np.float32), valid
+    return (
+        scores,
+        pixel,
+        inds // (h * w),
+        (pixel // w).astype(np.float32),
+        (pixel % w).astype(np.float32),
+        valid,
+    )
 
 
 def _gather(feature: np.ndarray, pixel: np.ndarray) -> np.ndarray:
@@ -159,8 +174,18 @@ def _gather(feature: np.ndarray, pixel: np.ndarray) -> np.ndarray:
     return np.take_along_axis(feature.reshape(b, h * w, d), pixel[..., None], axis=1)
 
 
-def decode(tl_heat, br_heat, tl_tag, br_tag, tl_regr, br_regr, K: int = 100, kernel: int = 3,
-           ae_threshold: float = 0.5, num_dets: int = 1000) -> np.ndarray:
+def decode(
+    tl_heat,
+    br_heat,
+    tl_tag,
+    br_tag,
+    tl_regr,
+    br_regr,
+    K: int = 100,
+    kernel: int = 3,
+    ae_threshold: float = 0.5,
+    num_dets: int = 1000,
+) -> np.ndarray:
     """Corner maps (NHWC, heatmaps as logits) → [B, num_dets, 8] rows
     ``[x1, y1, x2, y2, score, tl_score, br_score, class]`` in output-map pixels, best first; rejected
     pairs score -1. Same algorithm and tie order as :func:`cornernet_tf.decode.decode`."""
@@ -216,8 +241,12 @@ def rescale(rows: np.ndarray, geometry: CanvasGeometry) -> np.ndarray:
     """Output-map rows → original-image pixels (official ``_rescale_dets``, then ÷ scale)."""
     rows = np.array(rows, np.float32, copy=True)
     ratios = geometry.ratios
-    rows[:, 0:4:2] = np.clip(rows[:, 0:4:2] / ratios[1] - np.float32(geometry.border[2]), 0, geometry.new_hw[1])
-    rows[:, 1:4:2] = np.clip(rows[:, 1:4:2] / ratios[0] - np.float32(geometry.border[0]), 0, geometry.new_hw[0])
+    rows[:, 0:4:2] = np.clip(
+        rows[:, 0:4:2] / ratios[1] - np.float32(geometry.border[2]), 0, geometry.new_hw[1]
+    )
+    rows[:, 1:4:2] = np.clip(
+        rows[:, 1:4:2] / ratios[0] - np.float32(geometry.border[0]), 0, geometry.new_hw[0]
+    )
     rows[:, 0:4] /= np.float32(geometry.scale)
     return rows
 
@@ -228,8 +257,13 @@ def select(rows: np.ndarray, config: PostprocessConfig) -> dict:
     kept, kept_cls = [], []
     for cls in np.unique(rows[:, 7]):
         boxes = np.ascontiguousarray(rows[rows[:, 7] == cls, 0:5], np.float32)
-        live = soft_nms(boxes, sigma=config.nms_sigma, Nt=config.nms_threshold,
-                        threshold=config.score_threshold, method=config.nms_algorithm)
+        live = soft_nms(
+            boxes,
+            sigma=config.nms_sigma,
+            Nt=config.nms_threshold,
+            threshold=config.score_threshold,
+            method=config.nms_algorithm,
+        )
         kept.append(boxes[:live])
         kept_cls.append(np.full(live, int(cls), np.int64))
     if kept:
@@ -241,8 +275,11 @@ def select(rows: np.ndarray, config: PostprocessConfig) -> dict:
     return {"boxes": boxes[order, 0:4], "scores": boxes[order, 4], "classes": classes[order]}
 
 
-def postprocess(maps: Mapping[str, np.ndarray], geometry: CanvasGeometry,
-                config: Optional[PostprocessConfig] = None) -> dict:
+def postprocess(
+    maps: Mapping[str, np.ndarray],
+    geometry: CanvasGeometry,
+    config: PostprocessConfig | None = None,
+) -> dict:
     """Raw maps of one image (batch 1) → ``{"boxes" [N,4] x1 y1 x2 y2 pixels, "scores" [N],
     "classes" [N] 0-based}``, best first."""
     config = config or PostprocessConfig()
@@ -251,8 +288,15 @@ def postprocess(maps: Mapping[str, np.ndarray], geometry: CanvasGeometry,
         raise ValueError(f"postprocess: maps {missing} are missing; got {sorted(maps)}")
     heat_hw = tuple(np.shape(maps["tl_heat"])[1:3])
     if heat_hw != tuple(geometry.out_hw):
-        raise ValueError(f"postprocess: maps are {heat_hw} but the geometry expects {geometry.out_hw} "
-                         "(wrong output stride or input size)")
-    dets = decode(*(maps[name] for name in MAP_NAMES), K=config.top_k, kernel=config.nms_kernel,
-                  ae_threshold=config.ae_threshold, num_dets=config.num_dets)
+        raise ValueError(
+            f"postprocess: maps are {heat_hw} but the geometry expects {geometry.out_hw} "
+            "(wrong output stride or input size)"
+        )
+    dets = decode(
+        *(maps[name] for name in MAP_NAMES),
+        K=config.top_k,
+        kernel=config.nms_kernel,
+        ae_threshold=config.ae_threshold,
+        num_dets=config.num_dets,
+    )
     return select(rescale(dets[0], geometry), config)

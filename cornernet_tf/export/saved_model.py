@@ -30,7 +30,7 @@ import json
 import os
 import re
 import shutil
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 
@@ -45,8 +45,14 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 PAD_CATEGORY = 0
 
 
-def build_serving_module(model, test_config, category_ids: Sequence[int], max_detections: int,
-                         mean: Sequence[float], std: Sequence[float]):
+def build_serving_module(
+    model,
+    test_config,
+    category_ids: Sequence[int],
+    max_detections: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+):
     """A ``tf.Module`` with the two serving functions (``serve_images``, ``serve_bytes``).
 
     The model is captured by the functions, not tracked as an attribute: the module tracks the
@@ -65,13 +71,17 @@ def build_serving_module(model, test_config, category_ids: Sequence[int], max_de
         shape = tf.shape(images)
         checks = [
             tf.debugging.assert_positive(shape[0], message="images: the batch is empty"),
-            tf.debugging.assert_positive(shape[1] * shape[2], message="images: height and width must be >= 1"),
+            tf.debugging.assert_positive(
+                shape[1] * shape[2], message="images: height and width must be >= 1"
+            ),
         ]
         with tf.control_dependencies(checks):
             images = tf.identity(images)
         out = detect_images(model, images, test_config, max_detections, mean, std)
         size = tf.cast(tf.stack([shape[1], shape[2], shape[1], shape[2]]), tf.float32)
-        boxes = tf.gather(out["boxes"], [1, 0, 3, 2], axis=-1) / size  # x1 y1 x2 y2 px -> ymin xmin ymax xmax
+        boxes = (
+            tf.gather(out["boxes"], [1, 0, 3, 2], axis=-1) / size
+        )  # x1 y1 x2 y2 px -> ymin xmin ymax xmax
         return {
             "detection_boxes": boxes,
             "detection_scores": out["scores"],
@@ -84,7 +94,9 @@ def build_serving_module(model, test_config, category_ids: Sequence[int], max_de
     )
 
     def serve_bytes(image_bytes):
-        count = tf.debugging.assert_positive(tf.size(image_bytes), message="image_bytes: the batch is empty")
+        count = tf.debugging.assert_positive(
+            tf.size(image_bytes), message="image_bytes: the batch is empty"
+        )
         with tf.control_dependencies([count]):
             image_bytes = tf.identity(image_bytes)
 
@@ -119,7 +131,7 @@ def next_version(base_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def _write_warmup(version_dir: str) -> Optional[str]:
+def _write_warmup(version_dir: str) -> str | None:
     """A warm-up request (one small grey image) that TF Serving replays on load, when
     ``tensorflow-serving-api`` is installed."""
     try:
@@ -131,9 +143,15 @@ def _write_warmup(version_dir: str) -> Optional[str]:
     folder = os.path.join(version_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, WARMUP_FILE)
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=SIGNATURE_IMAGES))
-    request.inputs[INPUT_IMAGES].CopyFrom(tf.make_tensor_proto(np.full((1, 64, 64, 3), 128, np.uint8)))
-    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(signature_name=SIGNATURE_IMAGES)
+    )
+    request.inputs[INPUT_IMAGES].CopyFrom(
+        tf.make_tensor_proto(np.full((1, 64, 64, 3), 128, np.uint8))
+    )
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    )
     with tf.io.TFRecordWriter(path) as writer:
         writer.write(log.SerializeToString())
     return path
@@ -141,13 +159,13 @@ def _write_warmup(version_dir: str) -> Optional[str]:
 
 def export_saved_model(
     model_or_config,
-    weights: Optional[str] = None,
+    weights: str | None = None,
     out_dir: str = "export/cornernet",
-    version: Optional[int] = None,
-    category_ids: Optional[Sequence[int]] = None,
-    dataset_info: Optional[str] = None,
+    version: int | None = None,
+    category_ids: Sequence[int] | None = None,
+    dataset_info: str | None = None,
     config=None,
-    max_detections: Optional[int] = None,
+    max_detections: int | None = None,
     overwrite: bool = False,
     warmup: bool = True,
 ) -> str:

@@ -26,13 +26,18 @@ import glob
 import json
 import os
 import tempfile
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.litert_runner import METADATA_FORMAT, metadata_path, read_metadata  # noqa: F401
-from cornernet_tf.export.postprocess import MAP_NAMES, PostprocessConfig, prepare_input, valid_input_size
+from cornernet_tf.export.postprocess import (
+    MAP_NAMES,
+    PostprocessConfig,
+    prepare_input,
+    valid_input_size,
+)
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -42,7 +47,7 @@ class ConversionError(RuntimeError):
     """The TFLite converter refused the model (e.g. it needs operators that are not TFLite builtins)."""
 
 
-def tflite_input_size(config, input_size: Optional[Sequence[int]] = None) -> tuple[int, int]:
+def tflite_input_size(config, input_size: Sequence[int] | None = None) -> tuple[int, int]:
     """The fixed input ``(S_h, S_w)``: ``input_size`` if given (checked), else the config's
     ``data.input_size`` padded like the test procedure pads images (``size | 127``), rounded up
     further when the model needs a coarser multiple (:func:`postprocess.valid_input_size`)."""
@@ -93,16 +98,21 @@ def save_network(model, input_hw: Sequence[int], directory: str) -> str:
 
     module = network_module(model, input_hw)
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
-    tf.saved_model.save(module, directory, signatures={"serving_default": module.serve.get_concrete_function()},
-                        options=options)
+    tf.saved_model.save(
+        module,
+        directory,
+        signatures={"serving_default": module.serve.get_concrete_function()},
+        options=options,
+    )
     return directory
 
 
 # --------------------------------------------------------------------------- conversion
 
 
-def representative_images(paths: Iterable[str], input_hw: Sequence[int], output_stride: int,
-                          limit: int) -> list:
+def representative_images(
+    paths: Iterable[str], input_hw: Sequence[int], output_stride: int, limit: int
+) -> list:
     """Up to ``limit`` images from files, placed on the canvas as at inference (uint8 [1,H,W,3])."""
     from PIL import Image
 
@@ -119,21 +129,30 @@ def representative_images(paths: Iterable[str], input_hw: Sequence[int], output_
 def find_images(directory: str) -> list:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"representative image folder not found: {directory}")
-    files = sorted(p for p in glob.glob(os.path.join(directory, "**", "*"), recursive=True)
-                   if p.lower().endswith(IMAGE_SUFFIXES))
+    files = sorted(
+        p
+        for p in glob.glob(os.path.join(directory, "**", "*"), recursive=True)
+        if p.lower().endswith(IMAGE_SUFFIXES)
+    )
     if not files:
-        raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_SUFFIXES)}) for int8 calibration")
+        raise ValueError(
+            f"{directory}: no image files ({', '.join(IMAGE_SUFFIXES)}) for int8 calibration"
+        )
     return files
 
 
-def convert_saved_model(saved_model_dir: str, quantize: str = "none", representative: Optional[list] = None) -> bytes:
+def convert_saved_model(
+    saved_model_dir: str, quantize: str = "none", representative: list | None = None
+) -> bytes:
     """Convert a SavedModel to TFLite with builtin operators only; returns the flatbuffer."""
     import tensorflow as tf
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     with _quiet_absl():
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model_dir, signature_keys=["serving_default"]
+        )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.allow_custom_ops = False
     if quantize == "fp16":
@@ -141,16 +160,23 @@ def convert_saved_model(saved_model_dir: str, quantize: str = "none", representa
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
         if not representative:
-            raise ValueError("int8 quantization needs representative images (--representative-images or data.train_images)")
+            raise ValueError(
+                "int8 quantization needs representative images (--representative-images or data.train_images)"
+            )
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
         converter.representative_dataset = lambda: ([x] for x in representative)
     try:
         with _quiet_absl():
             return shorten_tensor_names(converter.convert())
     except Exception as exc:  # the converter raises ConverterError and friends with long MLIR dumps
         message = str(exc).strip()
-        lines = [line for line in message.splitlines() if "error" in line.lower()] or message.splitlines()[:5]
+        lines = [
+            line for line in message.splitlines() if "error" in line.lower()
+        ] or message.splitlines()[:5]
         raise ConversionError(
             f"TFLite conversion of {saved_model_dir} ({quantize}) failed; only TFLite builtin operators are "
             "allowed (no Flex/Select TF ops, no custom ops):\n" + "\n".join(lines[:20])
@@ -217,7 +243,7 @@ def list_operators(tflite_model: bytes) -> dict:
 def convert(
     model_or_config,
     out_path: str,
-    weights: Optional[str] = None,
+    weights: str | None = None,
     quantize: str = "none",
     **kwargs,
 ) -> str:
@@ -226,18 +252,20 @@ def convert(
     ``quantize`` is ``none`` | ``fp16`` | ``int8``; the other arguments are those of
     :func:`convert_variants`.
     """
-    return convert_variants(model_or_config, {quantize: out_path}, weights=weights, **kwargs)[quantize]
+    return convert_variants(model_or_config, {quantize: out_path}, weights=weights, **kwargs)[
+        quantize
+    ]
 
 
 def convert_variants(
     model_or_config,
     out_paths: dict,
-    weights: Optional[str] = None,
-    input_size: Optional[Sequence[int]] = None,
-    representative_images_dir: Optional[str] = None,
-    num_representative: Optional[int] = None,
-    category_ids: Optional[Sequence[int]] = None,
-    dataset_info: Optional[str] = None,
+    weights: str | None = None,
+    input_size: Sequence[int] | None = None,
+    representative_images_dir: str | None = None,
+    num_representative: int | None = None,
+    category_ids: Sequence[int] | None = None,
+    dataset_info: str | None = None,
     config=None,
 ) -> dict:
     """Convert one network to several quantizations (``{quantize: out_path}``), saving it once.
@@ -270,7 +298,9 @@ def convert_variants(
     if "int8" in out_paths:
         folder = representative_images_dir or cfg.data.train_images
         if not folder:
-            raise ValueError("int8 quantization needs --representative-images DIR or data.train_images in the config")
+            raise ValueError(
+                "int8 quantization needs --representative-images DIR or data.train_images in the config"
+            )
         limit = int(num_representative or cfg.export.representative_images)
         representative = representative_images(find_images(folder), input_hw, stride, limit)
     out_hw = [-(-s // stride) for s in input_hw]
@@ -287,8 +317,15 @@ def convert_variants(
                 "name": cfg.name,
                 "backbone": cfg.model.backbone,
                 "quantize": quantize,
-                "input": {"name": "images", "dtype": "uint8", "shape": [1, input_hw[0], input_hw[1], 3]},
-                "outputs": {name: [1, out_hw[0], out_hw[1], channels[name.split("_")[1]]] for name in MAP_NAMES},
+                "input": {
+                    "name": "images",
+                    "dtype": "uint8",
+                    "shape": [1, input_hw[0], input_hw[1], 3],
+                },
+                "outputs": {
+                    name: [1, out_hw[0], out_hw[1], channels[name.split("_")[1]]]
+                    for name in MAP_NAMES
+                },
                 "output_stride": stride,
                 "num_classes": cfg.model.num_classes,
                 "class_names": list(info.class_names),

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig, load_config
 from cornernet_tf.decode import decode_outputs
-from cornernet_tf.inference.preprocess import ScaleGeometry, as_rgb_uint8, model_output_stride, prepare_image
+from cornernet_tf.inference.preprocess import (
+    ScaleGeometry,
+    as_rgb_uint8,
+    model_output_stride,
+    prepare_image,
+)
 from cornernet_tf.inference.soft_nms import soft_nms, soft_nms_merge
 
 # Detection rows are [x1, y1, x2, y2, score, tl_score, br_score, class].
@@ -27,7 +32,7 @@ SCORE, CLASS = 4, 7
 REJECTED = -1.0
 
 
-def as_test_config(test_config: Union[TestConfig, dict, None]) -> TestConfig:
+def as_test_config(test_config: TestConfig | dict | None) -> TestConfig:
     """A validated :class:`TestConfig` from a TestConfig, a dict of its fields, or None (defaults)."""
     if test_config is None:
         config = TestConfig()
@@ -36,7 +41,9 @@ def as_test_config(test_config: Union[TestConfig, dict, None]) -> TestConfig:
     elif isinstance(test_config, dict):
         config = load_config({"test": dict(test_config)}).test
     else:
-        raise TypeError(f"test_config must be a TestConfig, a dict or None, got {type(test_config).__name__}")
+        raise TypeError(
+            f"test_config must be a TestConfig, a dict or None, got {type(test_config).__name__}"
+        )
     config.validate("test")
     return config
 
@@ -77,7 +84,12 @@ def per_class_soft_nms(dets: np.ndarray, config: TestConfig) -> list:
     classes = dets[:, CLASS]
     for cls in np.unique(classes):
         boxes = np.ascontiguousarray(dets[classes == cls, 0:7], np.float32)
-        kwargs = dict(sigma=config.nms_sigma, Nt=config.nms_threshold, threshold=config.score_threshold, method=config.nms_algorithm)
+        kwargs = dict(
+            sigma=config.nms_sigma,
+            Nt=config.nms_threshold,
+            threshold=config.score_threshold,
+            method=config.nms_algorithm,
+        )
         if config.merge_bbox:
             soft_nms_merge(boxes, weight_exp=config.weight_exp, **kwargs)
         else:
@@ -115,7 +127,7 @@ def finalise(dets: np.ndarray, config: TestConfig) -> dict:
     }
 
 
-_FORWARD_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_FORWARD_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 
 
@@ -125,7 +137,13 @@ def forward_decode_fn(model, config: TestConfig, jit_compile: bool = False):
     Traced once with unknown sizes (every test scale and image size reuses it; with XLA, once per
     size) and cached per model and decode settings, so several Detectors on one model share it.
     """
-    key = (config.top_k, config.nms_kernel, float(config.ae_threshold), config.num_dets, bool(jit_compile))
+    key = (
+        config.top_k,
+        config.nms_kernel,
+        float(config.ae_threshold),
+        config.num_dets,
+        bool(jit_compile),
+    )
     per_model = _FORWARD_FUNCTIONS.setdefault(model, {})
     if key not in per_model:
         model_ref = weakref.ref(model)
@@ -133,7 +151,9 @@ def forward_decode_fn(model, config: TestConfig, jit_compile: bool = False):
 
         def forward_decode(images):
             outputs = model_ref()(images, training=False, stacks="last")
-            return decode_outputs(outputs, K=top_k, kernel=kernel, ae_threshold=ae_threshold, num_dets=num_dets)
+            return decode_outputs(
+                outputs, K=top_k, kernel=kernel, ae_threshold=ae_threshold, num_dets=num_dets
+            )
 
         if jit_compile:  # XLA wants static shapes: one compiled program per input size
             per_model[key] = tf.function(forward_decode, jit_compile=True)
@@ -161,7 +181,7 @@ class Detector:
     def __init__(
         self,
         model,
-        test_config: Union[TestConfig, dict, None] = None,
+        test_config: TestConfig | dict | None = None,
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
         jit_compile: bool = False,
@@ -169,7 +189,9 @@ class Detector:
         self.model = model
         self.config = as_test_config(test_config)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"Detector: mean and std need 3 values (RGB) with std > 0, got {mean} and {std}")
+            raise ValueError(
+                f"Detector: mean and std need 3 values (RGB) with std > 0, got {mean} and {std}"
+            )
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.output_stride = model_output_stride(model)
@@ -223,7 +245,9 @@ class Detector:
         for image in images:
             chunk.append(as_rgb_uint8(image))
             if len(chunk) == batch_size:
-                yield from (finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size))
+                yield from (
+                    finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size)
+                )
                 chunk = []
         if chunk:
             yield from (finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size))
@@ -231,7 +255,10 @@ class Detector:
     def _iter_raw(self, images: list, batch_size: int) -> Iterator[np.ndarray]:
         per_image: list = [[] for _ in images]
         for scale in self.config.scales:
-            prepared = [prepare_image(image, scale, self.mean, self.std, self.output_stride) for image in images]
+            prepared = [
+                prepare_image(image, scale, self.mean, self.std, self.output_stride)
+                for image in images
+            ]
             groups: dict = {}
             for index, (_, geometry) in enumerate(prepared):
                 groups.setdefault(geometry.inp_hw, []).append(index)
@@ -255,16 +282,20 @@ class Detector:
         out = {}
         for name in ("tl", "br"):
             heat = tf.sigmoid(tf.cast(outputs[f"{name}_heat"][-1], tf.float32))
-            full = tf.image.resize(tf.reduce_max(heat, axis=-1, keepdims=True), geometry.inp_hw, method="bilinear")
+            full = tf.image.resize(
+                tf.reduce_max(heat, axis=-1, keepdims=True), geometry.inp_hw, method="bilinear"
+            )
             crop = full[0, int(top) : int(bottom), int(left) : int(right)]
             out[name] = tf.image.resize(crop, image.shape[:2], method="bilinear")[..., 0].numpy()
         return out
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
+        fields = ", ".join(
+            f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config)
+        )
         return f"Detector({fields})"
 
 
-def detect(model, image, test_config: Optional[Union[TestConfig, dict]] = None) -> dict:
+def detect(model, image, test_config: TestConfig | dict | None = None) -> dict:
     """Convenience: ``Detector(model, test_config).detect(image)``."""
     return Detector(model, test_config).detect(image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import colorsys
 import io
 import os
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -27,7 +27,9 @@ def _to_pil(image) -> Image.Image:
         return image.convert("RGB")
     array = np.asarray(image)
     if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got dtype {array.dtype} with shape {array.shape}")
+        raise ValueError(
+            f"expected a uint8 RGB image, got dtype {array.dtype} with shape {array.shape}"
+        )
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
@@ -47,7 +49,7 @@ def draw_detections(
     boxes,
     scores,
     classes,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
     line_width: int = 2,
 ) -> Image.Image:
@@ -61,7 +63,9 @@ def draw_detections(
     scores = np.asarray(scores, np.float32).reshape(-1)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
     if not len(boxes) == len(scores) == len(classes):
-        raise ValueError(f"boxes, scores and classes differ in length: {len(boxes)}, {len(scores)}, {len(classes)}")
+        raise ValueError(
+            f"boxes, scores and classes differ in length: {len(boxes)}, {len(scores)}, {len(classes)}"
+        )
     draw = ImageDraw.Draw(canvas)
     font = _font(max(10, canvas.height // 40))
     order = np.argsort(scores, kind="stable")  # best drawn last, on top
@@ -69,7 +73,11 @@ def draw_detections(
         if scores[i] < score_threshold:
             continue
         cls = int(classes[i])
-        name = class_names[cls] if class_names is not None and 0 <= cls < len(class_names) else str(cls)
+        name = (
+            class_names[cls]
+            if class_names is not None and 0 <= cls < len(class_names)
+            else str(cls)
+        )
         colour = class_colour(cls)
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
         draw.rectangle([x1, y1, max(x1, x2), max(y1, y2)], outline=colour, width=line_width)
@@ -90,7 +98,9 @@ def overlay_heatmaps(image, tl_heat, br_heat, alpha: float = 0.7) -> Image.Image
     for heat in (tl_heat, br_heat):
         heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
         if heat.shape != base.shape[:2]:
-            raise ValueError(f"heatmap shape {heat.shape} does not match the image {base.shape[:2]}")
+            raise ValueError(
+                f"heatmap shape {heat.shape} does not match the image {base.shape[:2]}"
+            )
         maps.append(heat[:, :, None])
     colour = maps[0] * np.array(TL_COLOUR, np.float32) + maps[1] * np.array(BR_COLOUR, np.float32)
     weight = alpha * np.maximum(maps[0], maps[1])
@@ -98,7 +108,7 @@ def overlay_heatmaps(image, tl_heat, br_heat, alpha: float = 0.7) -> Image.Image
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
 
 
-def save_png(image: Image.Image, path: Union[str, os.PathLike, None] = None) -> bytes:
+def save_png(image: Image.Image, path: str | os.PathLike | None = None) -> bytes:
     """Encode a PIL image as PNG; write it to ``path`` when given. Returns the PNG bytes."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

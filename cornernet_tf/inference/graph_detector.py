@@ -5,7 +5,7 @@ that a SavedModel runs them for images of any size: bilinear resize, padding to 
 normalisation, the mirrored copy, the network, :func:`~cornernet_tf.decode.decode`, the flip
 merge, mapping back to image pixels, and soft-NMS over all classes at once.
 
-Differences from the official (NumPy) procedure, by design (SPEC.md section 7):
+Differences from the official (NumPy) procedure, by design (docs/method.md §7):
 
 * soft-NMS is ``tf.image.non_max_suppression_with_scores``: the official Gaussian
   ``exp(-iou²/σ)`` is TF's ``exp(-iou²/(2σ'))`` with ``σ' = σ/2``; ``iou_threshold=1.0`` so no
@@ -25,7 +25,7 @@ The returned detections are the ``max_detections`` best after soft-NMS, padded.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -56,7 +56,9 @@ def preprocess_batch(images: tf.Tensor, scale: float, mean, std, output_stride: 
     """uint8 [B,H,W,3] → (normalised input [B,inp_h,inp_w,3], geometry dict) for one scale."""
     shape = tf.shape(images)
     new_h, new_w = _scaled_size(shape[1], scale), _scaled_size(shape[2], scale)
-    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=False)
+    resized = tf.image.resize(
+        tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=False
+    )
     resized = tf.clip_by_value(tf.floor(resized + 0.5), 0.0, 255.0)  # OpenCV returns uint8
     inp_h, top, copy_h = _place_1d(new_h)
     inp_w, left, copy_w = _place_1d(new_w)
@@ -87,13 +89,23 @@ def merge_flip_batch(dets: tf.Tensor, batch: tf.Tensor, out_w: tf.Tensor) -> tf.
     plain, mirrored = dets[:batch], dets[batch:]
     out_w = tf.cast(out_w, dets.dtype)
     mirrored = tf.concat(
-        [out_w - mirrored[..., 2:3], mirrored[..., 1:2], out_w - mirrored[..., 0:1], mirrored[..., 3:]], -1
+        [
+            out_w - mirrored[..., 2:3],
+            mirrored[..., 1:2],
+            out_w - mirrored[..., 0:1],
+            mirrored[..., 3:],
+        ],
+        -1,
     )
     return tf.concat([plain, mirrored], axis=1)
 
 
 def soft_nms_all_classes(
-    dets: tf.Tensor, config: TestConfig, max_detections: int, class_offset: tf.Tensor, plus_one_iou: bool = False
+    dets: tf.Tensor,
+    config: TestConfig,
+    max_detections: int,
+    class_offset: tf.Tensor,
+    plus_one_iou: bool = False,
 ):
     """One image's rows [M, 8] (image pixels) → padded (boxes, scores, classes, count).
 
@@ -132,7 +144,7 @@ def soft_nms_all_classes(
 def detect_images(
     model,
     images: tf.Tensor,
-    test_config: Union[TestConfig, dict, None] = None,
+    test_config: TestConfig | dict | None = None,
     max_detections: int = None,
     mean: Sequence[float] = COCO_MEAN_RGB,
     std: Sequence[float] = COCO_STD_RGB,
@@ -149,18 +161,28 @@ def detect_images(
     max_detections = int(max_detections or config.max_per_image)
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.uint8:
-        raise ValueError(f"detect_images expects uint8 images [B, H, W, 3], got dtype {images.dtype.name}")
-    if images.shape.rank is not None and (images.shape.rank != 4 or images.shape[-1] not in (None, 3)):
+        raise ValueError(
+            f"detect_images expects uint8 images [B, H, W, 3], got dtype {images.dtype.name}"
+        )
+    if images.shape.rank is not None and (
+        images.shape.rank != 4 or images.shape[-1] not in (None, 3)
+    ):
         raise ValueError(f"detect_images expects images of shape [B, H, W, 3], got {images.shape}")
     batch = tf.shape(images)[0]
     per_scale = []
     for scale in config.scales:
-        inputs, geometry = preprocess_batch(images, float(scale), mean, std, model_output_stride(model))
+        inputs, geometry = preprocess_batch(
+            images, float(scale), mean, std, model_output_stride(model)
+        )
         if config.flip:
             inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
         outputs = model(inputs, training=False, stacks="last")
         dets = decode_outputs(
-            outputs, K=config.top_k, kernel=config.nms_kernel, ae_threshold=config.ae_threshold, num_dets=config.num_dets
+            outputs,
+            K=config.top_k,
+            kernel=config.nms_kernel,
+            ae_threshold=config.ae_threshold,
+            num_dets=config.num_dets,
         )
         if config.flip:
             dets = merge_flip_batch(dets, batch, geometry["out_hw"][1])
@@ -183,7 +205,9 @@ def detect_images(
 
 def _check_graph_config(config: TestConfig) -> None:
     if config.nms_algorithm == "linear":
-        raise ValueError("test.nms_algorithm 'linear' has no TensorFlow op; use 'exp' (soft-NMS) or 'hard'")
+        raise ValueError(
+            "test.nms_algorithm 'linear' has no TensorFlow op; use 'exp' (soft-NMS) or 'hard'"
+        )
     if config.merge_bbox:
         warnings.warn(
             "test.merge_bbox is not available in the graph detector (no TF op for box merging); "
@@ -204,7 +228,7 @@ class GraphDetector(tf.Module):
     def __init__(
         self,
         model,
-        test_config: Union[TestConfig, dict, None] = None,
+        test_config: TestConfig | dict | None = None,
         max_detections: int = None,
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
@@ -223,8 +247,15 @@ class GraphDetector(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def __call__(self, images):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # merge_bbox was reported at construction
+            warnings.simplefilter(
+                "ignore", RuntimeWarning
+            )  # merge_bbox was reported at construction
             return detect_images(
-                self.model, images, self.config, self.max_detections, self.mean, self.std, self.plus_one_iou
+                self.model,
+                images,
+                self.config,
+                self.max_detections,
+                self.mean,
+                self.std,
+                self.plus_one_iou,
             )
-

@@ -7,14 +7,14 @@ normalised. The geometry needed to map boxes back (border, ratios, sizes) is ret
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB
 
-# Input sizes are padded to ``size | SIZE_MASK`` (SPEC.md section 2: 128k - 1).
+# Input sizes are padded to ``size | SIZE_MASK`` (docs/method.md §2: 128k - 1).
 SIZE_MASK = 127
 
 
@@ -32,7 +32,9 @@ class ScaleGeometry:
     @property
     def ratios(self) -> np.ndarray:
         """float32 (out_h / inp_h, out_w / inp_w), as the official code stores them."""
-        return np.array([self.out_hw[0] / self.inp_hw[0], self.out_hw[1] / self.inp_hw[1]], np.float32)
+        return np.array(
+            [self.out_hw[0] / self.inp_hw[0], self.out_hw[1] / self.inp_hw[1]], np.float32
+        )
 
     @property
     def sizes(self) -> np.ndarray:

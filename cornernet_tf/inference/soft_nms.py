@@ -19,8 +19,6 @@ sequential original, including the order in which ``soft_nms_merge`` accumulates
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import numpy as np
 
 # Official method codes (test/coco.py: nms 0, linear_soft_nms 1, exp_soft_nms 2).
@@ -30,14 +28,16 @@ _F32 = np.float32
 _ONE = _F32(1.0)
 
 
-def method_code(method: Union[int, str]) -> int:
+def method_code(method: int | str) -> int:
     """Map ``'hard' | 'linear' | 'exp'`` (or the official 0/1/2) to the official integer code."""
     if isinstance(method, str):
         if method not in METHODS:
             raise ValueError(f"soft-NMS method must be one of {sorted(METHODS)}, got {method!r}")
         return METHODS[method]
     if int(method) not in (0, 1, 2):
-        raise ValueError(f"soft-NMS method code must be 0 (hard), 1 (linear) or 2 (exp), got {method!r}")
+        raise ValueError(
+            f"soft-NMS method code must be 0 (hard), 1 (linear) or 2 (exp), got {method!r}"
+        )
     return int(method)
 
 
@@ -140,7 +140,7 @@ def _drop_walk(dropped: np.ndarray):
     return rows, boxes, row_content, right + 1, self_copy
 
 
-def _soft_nms(boxes, sigma, nt, threshold, method, weight_exp: Optional[float]) -> int:
+def _soft_nms(boxes, sigma, nt, threshold, method, weight_exp: float | None) -> int:
     merge = weight_exp is not None
     sigma, nt, threshold = _F32(sigma), _F32(nt), _F32(threshold)
     wexp = _F32(weight_exp) if merge else None
@@ -155,7 +155,12 @@ def _soft_nms(boxes, sigma, nt, threshold, method, weight_exp: Optional[float]) 
             boxes[maxpos, 0:5] = tmp
         best = boxes[i, 0:5].copy()
         if merge:
-            acc = [best[0] * boxes[i, 5], best[1] * boxes[i, 5], best[2] * boxes[i, 6], best[3] * boxes[i, 6]]
+            acc = [
+                best[0] * boxes[i, 5],
+                best[1] * boxes[i, 5],
+                best[2] * boxes[i, 6],
+                best[3] * boxes[i, 6],
+            ]
             mts, mbs = boxes[i, 5], boxes[i, 6]
         if i + 1 < n:
             region = boxes[i + 1 : n, 0:5].copy()
@@ -189,7 +194,9 @@ def _soft_nms(boxes, sigma, nt, threshold, method, weight_exp: Optional[float]) 
             n = i + 1 + live
         if merge:
             with np.errstate(divide="ignore", invalid="ignore"):
-                boxes[i, 0:4] = np.array([acc[0] / mts, acc[1] / mts, acc[2] / mbs, acc[3] / mbs], _F32)
+                boxes[i, 0:4] = np.array(
+                    [acc[0] / mts, acc[1] / mts, acc[2] / mbs, acc[3] / mbs], _F32
+                )
         i += 1
     if merge and n < total:
         # The original loop still visits the stale rows: each is its own (and only) best box,
@@ -212,7 +219,7 @@ def soft_nms(
     sigma: float = 0.5,
     Nt: float = 0.3,
     threshold: float = 0.001,
-    method: Union[int, str] = 0,
+    method: int | str = 0,
 ) -> int:
     """Official ``soft_nms`` on ``boxes`` [N, >=5] float32, **in place**.
 
@@ -229,7 +236,7 @@ def soft_nms_merge(
     sigma: float = 0.5,
     Nt: float = 0.3,
     threshold: float = 0.001,
-    method: Union[int, str] = 0,
+    method: int | str = 0,
     weight_exp: float = 6,
 ) -> int:
     """Official ``soft_nms_merge`` on ``boxes`` [N, >=7] float32, **in place**.

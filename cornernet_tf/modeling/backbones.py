@@ -46,13 +46,20 @@ def _squeeze_stack(cfg: ModelConfig, index: int) -> dict:
     }
     for corner in ("tl", "br"):
         stack[f"{corner}_pool"] = CornerPoolModule(
-            corner, cfg.cnv_dim, cfg.pool_dim, impl=cfg.corner_pool_impl, name=f"{corner}_pool_{index}", **bn
+            corner,
+            cfg.cnv_dim,
+            cfg.pool_dim,
+            impl=cfg.corner_pool_impl,
+            name=f"{corner}_pool_{index}",
+            **bn,
         )
         stack[f"{corner}_heat"] = PointwisePredictionHead(
             cfg.num_classes, head_dim, bias_init=cfg.heat_bias_init, name=f"{corner}_heat_{index}"
         )
         stack[f"{corner}_tag"] = PointwisePredictionHead(1, head_dim, name=f"{corner}_tag_{index}")
-        stack[f"{corner}_regr"] = PointwisePredictionHead(2, head_dim, name=f"{corner}_regr_{index}")
+        stack[f"{corner}_regr"] = PointwisePredictionHead(
+            2, head_dim, name=f"{corner}_regr_{index}"
+        )
     return stack
 
 
@@ -79,5 +86,7 @@ def build_backbone_stacks(cfg: ModelConfig):
         ) from None
     for value in cfg.dims:
         if value % 2:
-            raise ValueError(f"model.dims must be even for the {cfg.backbone} backbone (fire modules), got {cfg.dims}")
+            raise ValueError(
+                f"model.dims must be even for the {cfg.backbone} backbone (fire modules), got {cfg.dims}"
+            )
     return builder(cfg)

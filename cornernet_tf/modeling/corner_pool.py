@@ -8,7 +8,7 @@ from keras import layers, ops
 from cornernet_tf.modeling.layers import CONV, ConvBN, _bn_variables, make_batch_norm, make_conv
 from cornernet_tf.ops.corner_pool import corner_pool
 
-# Which two pools each corner type sums (SPEC.md section 2).
+# Which two pools each corner type sums (docs/method.md §2).
 CORNER_DIRECTIONS = {"tl": ("top", "left"), "br": ("bottom", "right")}
 
 

@@ -1,4 +1,4 @@
-"""The CornerNet model: stem -> hourglass stacks -> corner-pool modules -> heads (SPEC.md section 2).
+"""The CornerNet model: stem -> hourglass stacks -> corner-pool modules -> heads (docs/method.md §2).
 
 ``CornerNet`` is a Keras functional model built in ``__init__`` (the keras-hub pattern), so it has a
 readable ``summary()``, serialises with ``get_config`` and runs under ``tf.distribute``. Calling it
@@ -10,7 +10,6 @@ that skips the earlier stacks' corner modules and heads, for inference.
 from __future__ import annotations
 
 import dataclasses
-from typing import Union
 
 import keras
 import tensorflow as tf
@@ -18,7 +17,7 @@ import tensorflow as tf
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, ModelConfig, load_model_config
 from cornernet_tf.modeling.corner_pool import CornerPoolModule
 from cornernet_tf.modeling.heads import PredictionHead
-from cornernet_tf.modeling.hourglass import HourglassModule, Stem, StackMerge
+from cornernet_tf.modeling.hourglass import HourglassModule, StackMerge, Stem
 from cornernet_tf.modeling.layers import ConvBN
 
 OUTPUT_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
@@ -35,7 +34,12 @@ def _stack_layers(cfg: ModelConfig, index: int) -> dict:
     }
     for corner in CORNERS:
         stack[f"{corner}_pool"] = CornerPoolModule(
-            corner, cfg.cnv_dim, cfg.pool_dim, impl=cfg.corner_pool_impl, name=f"{corner}_pool_{index}", **bn
+            corner,
+            cfg.cnv_dim,
+            cfg.pool_dim,
+            impl=cfg.corner_pool_impl,
+            name=f"{corner}_pool_{index}",
+            **bn,
         )
         stack[f"{corner}_heat"] = PredictionHead(
             cfg.num_classes, head_dim, bias_init=cfg.heat_bias_init, name=f"{corner}_heat_{index}"
@@ -71,7 +75,7 @@ def _forward(stem, stacks, merges, images, last_only: bool) -> dict:
 class CornerNet(keras.Model):
     """CornerNet on NHWC RGB images, normalised with the COCO mean/std (uint8 input is normalised here)."""
 
-    def __init__(self, model_config: Union[dict, ModelConfig], **kwargs):
+    def __init__(self, model_config: dict | ModelConfig, **kwargs):
         cfg = load_model_config(model_config)
         if cfg.backbone != "hourglass":
             from cornernet_tf.modeling.backbones import build_backbone_stacks  # other backbones
@@ -81,7 +85,9 @@ class CornerNet(keras.Model):
             bn = dict(bn_epsilon=cfg.bn_epsilon, bn_momentum=cfg.bn_momentum)
             stem = Stem(cfg.stem_dims, name="stem", **bn)
             stacks = [_stack_layers(cfg, i) for i in range(cfg.num_stacks)]
-            merges = [StackMerge(cfg.dims[0], name=f"merge_{i}", **bn) for i in range(cfg.num_stacks - 1)]
+            merges = [
+                StackMerge(cfg.dims[0], name=f"merge_{i}", **bn) for i in range(cfg.num_stacks - 1)
+            ]
         images = keras.Input(shape=(None, None, 3), name="images")
         outputs = _forward(stem, stacks, merges, images, last_only=False)
         kwargs.setdefault("name", "cornernet")
@@ -112,7 +118,7 @@ class CornerNet(keras.Model):
         return self._last_stack_model
 
     def _check_image_size(self, images) -> None:
-        """The 4x map must halve ``n`` times and come back (SPEC.md section 2): otherwise the
+        """The 4x map must halve ``n`` times and come back (docs/method.md §2): otherwise the
         hourglass merge fails deep inside with a shape error, so say it here."""
         cfg = self.model_config
         if cfg.backbone != "hourglass":
@@ -143,7 +149,9 @@ class CornerNet(keras.Model):
             images = tf.cast(inputs, tf.float32) / 255.0
             return (images - tf.constant(COCO_MEAN_RGB)) / tf.constant(COCO_STD_RGB)
         if not dtype.is_floating:
-            raise ValueError(f"CornerNet expects float (normalised) or uint8 images, got dtype {dtype.name}")
+            raise ValueError(
+                f"CornerNet expects float (normalised) or uint8 images, got dtype {dtype.name}"
+            )
         return inputs
 
     # ------------------------------------------------------------------ weights
@@ -165,8 +173,10 @@ class CornerNet(keras.Model):
     # The step logic lives in cornernet_tf/training/steps.py; these hooks only plug it into Keras,
     # so that ``model.compile(optimizer=...)`` + ``model.fit(dataset)`` trains with the CornerNet
     # loss on (images, targets) batches, under any tf.distribute strategy.
-    def compile(self, optimizer="adam", loss=None, loss_weights=None, sync_batch_norm="auto", **kwargs):
-        """Configure training. ``loss_weights`` maps focal/pull/push/regr to weights (SPEC.md defaults).
+    def compile(
+        self, optimizer="adam", loss=None, loss_weights=None, sync_batch_norm="auto", **kwargs
+    ):
+        """Configure training. ``loss_weights`` maps focal/pull/push/regr to weights (docs/method.md §3 defaults).
 
         The loss is CornerNet's own; passing ``loss`` is an error. ``sync_batch_norm`` ("auto":
         when the strategy has several replicas) makes BatchNorm use the statistics of the global

@@ -17,7 +17,9 @@ class PredictionHead(layers.Layer):
     The final convolution computes in float32 so that mixed-precision training keeps exact logits.
     """
 
-    def __init__(self, out_dim: int, head_dim: int, bias_init: float = 0.0, kernel_size: int = 3, **kwargs):
+    def __init__(
+        self, out_dim: int, head_dim: int, bias_init: float = 0.0, kernel_size: int = 3, **kwargs
+    ):
         super().__init__(**kwargs)
         self.out_dim = out_dim
         self.head_dim = head_dim
@@ -53,6 +55,9 @@ class PredictionHead(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            out_dim=self.out_dim, head_dim=self.head_dim, bias_init=self.bias_init, kernel_size=self.kernel_size
+            out_dim=self.out_dim,
+            head_dim=self.head_dim,
+            bias_init=self.bias_init,
+            kernel_size=self.kernel_size,
         )
         return config

@@ -12,7 +12,9 @@ from keras import layers, ops
 from cornernet_tf.modeling.layers import CONV, ConvBN, Residual, _bn_variables, make_batch_norm
 
 
-def _residual_stack(filters_in_out: list[tuple[int, int]], first_stride: int, name: str, bn: dict) -> list:
+def _residual_stack(
+    filters_in_out: list[tuple[int, int]], first_stride: int, name: str, bn: dict
+) -> list:
     return [
         Residual(out, stride=first_stride if i == 0 else 1, name=f"{name}_{i}", **bn)
         for i, (_, out) in enumerate(filters_in_out)
@@ -36,7 +38,9 @@ def _run(blocks: list, x, training):
 class Stem(layers.Layer):
     """conv7x7 stride 2 + BN + ReLU, then a stride-2 residual: 4x down-sampling (official ``pre``)."""
 
-    def __init__(self, dims: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self, dims: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs
+    ):
         super().__init__(**kwargs)
         self.dims = list(dims)
         self.bn_epsilon = bn_epsilon
@@ -58,9 +62,9 @@ class Stem(layers.Layer):
 
     def official_variables(self, prefix: str = "pre") -> list:
         # The official network reads BGR, ours RGB: the stem's input channels are reversed.
-        return self.conv.official_variables(f"{prefix}.0", bgr_input=True) + self.residual.official_variables(
-            f"{prefix}.1"
-        )
+        return self.conv.official_variables(
+            f"{prefix}.0", bgr_input=True
+        ) + self.residual.official_variables(f"{prefix}.1")
 
     def get_config(self):
         config = super().get_config()
@@ -78,10 +82,19 @@ class HourglassModule(layers.Layer):
     output = up1 + nearest_upsample_x2(low3).
     """
 
-    def __init__(self, dims: list[int], modules: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self,
+        dims: list[int],
+        modules: list[int],
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(dims) < 2 or len(dims) != len(modules):
-            raise ValueError(f"HourglassModule needs len(dims) == len(modules) >= 2, got {dims}, {modules}")
+            raise ValueError(
+                f"HourglassModule needs len(dims) == len(modules) >= 2, got {dims}, {modules}"
+            )
         self.dims = list(dims)
         self.modules_per_level = list(modules)
         self.bn_epsilon = bn_epsilon
@@ -90,12 +103,16 @@ class HourglassModule(layers.Layer):
         curr_dim, next_dim = dims[0], dims[1]
         curr_mod, next_mod = modules[0], modules[1]
         self.up1 = _residual_stack([(curr_dim, curr_dim)] * curr_mod, 1, "up1", bn)
-        self.low1 = _residual_stack([(curr_dim, next_dim)] + [(next_dim, next_dim)] * (curr_mod - 1), 2, "low1", bn)
+        self.low1 = _residual_stack(
+            [(curr_dim, next_dim)] + [(next_dim, next_dim)] * (curr_mod - 1), 2, "low1", bn
+        )
         if len(dims) > 2:
             self.low2 = HourglassModule(dims[1:], modules[1:], name="low2", **bn)
         else:
             self.low2 = _residual_stack([(next_dim, next_dim)] * next_mod, 1, "low2", bn)
-        self.low3 = _residual_stack([(next_dim, next_dim)] * (curr_mod - 1) + [(next_dim, curr_dim)], 1, "low3", bn)
+        self.low3 = _residual_stack(
+            [(next_dim, next_dim)] * (curr_mod - 1) + [(next_dim, curr_dim)], 1, "low3", bn
+        )
         self.upsample = layers.UpSampling2D(size=2, interpolation="nearest", name="up2")
 
     def build(self, input_shape):
@@ -140,7 +157,10 @@ class HourglassModule(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            dims=self.dims, modules=self.modules_per_level, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum
+            dims=self.dims,
+            modules=self.modules_per_level,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
         )
         return config
 
@@ -158,7 +178,9 @@ class StackMerge(layers.Layer):
         self.inter_bn = make_batch_norm("inter_bn", bn_epsilon, bn_momentum)
         self.cnv_conv = layers.Conv2D(dim, 1, use_bias=False, name="cnv_conv")
         self.cnv_bn = make_batch_norm("cnv_bn", bn_epsilon, bn_momentum)
-        self.residual = Residual(dim, name="residual", bn_epsilon=bn_epsilon, bn_momentum=bn_momentum)
+        self.residual = Residual(
+            dim, name="residual", bn_epsilon=bn_epsilon, bn_momentum=bn_momentum
+        )
 
     def build(self, input_shape):
         inter_shape, cnv_shape = input_shape

@@ -26,11 +26,15 @@ def _bn_variables(bn: layers.BatchNormalization, prefix: str) -> list:
     ]
 
 
-def make_batch_norm(name: str, epsilon: float = 1e-5, momentum: float = 0.9) -> layers.BatchNormalization:
+def make_batch_norm(
+    name: str, epsilon: float = 1e-5, momentum: float = 0.9
+) -> layers.BatchNormalization:
     return layers.BatchNormalization(axis=-1, epsilon=epsilon, momentum=momentum, name=name)
 
 
-def make_conv(filters: int, kernel_size: int, stride: int = 1, use_bias: bool = False, name: str = None):
+def make_conv(
+    filters: int, kernel_size: int, stride: int = 1, use_bias: bool = False, name: str = None
+):
     """A Conv2D with symmetric padding; stride-2 'same' in TF would pad only bottom/right."""
     if stride == 1:
         return layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=name)
@@ -135,7 +139,14 @@ class ConvBN(layers.Layer):
 class Residual(layers.Layer):
     """relu(BN(conv3x3(relu(BN(conv3x3(x))))) + skip(x)); skip = 1x1 conv + BN when shape changes."""
 
-    def __init__(self, filters: int, stride: int = 1, bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        stride: int = 1,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = filters
         self.stride = stride
@@ -157,7 +168,12 @@ class Residual(layers.Layer):
         self.bn2.build(mid_shape)
         if self.stride != 1 or in_channels != self.filters:
             self.skip_conv = layers.Conv2D(
-                self.filters, 1, strides=self.stride, padding="valid", use_bias=False, name="skip_conv"
+                self.filters,
+                1,
+                strides=self.stride,
+                padding="valid",
+                use_bias=False,
+                name="skip_conv",
             )
             self.skip_conv.build(input_shape)
             self.skip_bn = make_batch_norm("skip_bn", self.bn_epsilon, self.bn_momentum)
@@ -186,6 +202,9 @@ class Residual(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            filters=self.filters, stride=self.stride, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum
+            filters=self.filters,
+            stride=self.stride,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
         )
         return config

@@ -22,9 +22,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from cornernet_tf.modeling.layers import ConvBN, Residual, make_batch_norm
 from cornernet_tf.modeling.heads import PredictionHead
 from cornernet_tf.modeling.hourglass import _build_chain, _run
+from cornernet_tf.modeling.layers import ConvBN, Residual, make_batch_norm
 
 # Every fire module squeezes to half its output width (official ``sr=2``); the depthwise 3x3
 # expand convolution then has one filter per squeezed channel.
@@ -43,7 +43,14 @@ class FireModule(layers.Layer):
     stride is 1 and the input has ``filters`` channels.
     """
 
-    def __init__(self, filters: int, stride: int = 1, bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        stride: int = 1,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if filters < 2 or filters % SQUEEZE_RATIO:
             raise ValueError(f"FireModule: filters must be an even number >= 2, got {filters}")
@@ -56,10 +63,16 @@ class FireModule(layers.Layer):
         squeezed = filters // SQUEEZE_RATIO
         self.squeeze = layers.Conv2D(squeezed, 1, use_bias=False, name="squeeze")
         self.squeeze_bn = make_batch_norm("squeeze_bn", bn_epsilon, bn_momentum)
-        self.expand_1x1 = layers.Conv2D(filters // 2, 1, strides=stride, use_bias=False, name="expand_1x1")
+        self.expand_1x1 = layers.Conv2D(
+            filters // 2, 1, strides=stride, use_bias=False, name="expand_1x1"
+        )
         # Stride 1: 'same' is symmetric for a 3x3 kernel; stride 2 pads explicitly in call().
         self.expand_3x3 = layers.DepthwiseConv2D(
-            3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name="expand_3x3"
+            3,
+            strides=stride,
+            padding="same" if stride == 1 else "valid",
+            use_bias=False,
+            name="expand_3x3",
         )
         self.expand_bn = make_batch_norm("expand_bn", bn_epsilon, bn_momentum)
         self.has_skip = None
@@ -94,20 +107,28 @@ class FireModule(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            filters=self.filters, stride=self.stride, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum
+            filters=self.filters,
+            stride=self.stride,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
         )
         return config
 
 
 def _fires(widths: list[int], first_stride: int, name: str, bn: dict) -> list:
-    return [FireModule(w, stride=first_stride if i == 0 else 1, name=f"{name}_{i}", **bn) for i, w in enumerate(widths)]
+    return [
+        FireModule(w, stride=first_stride if i == 0 else 1, name=f"{name}_{i}", **bn)
+        for i, w in enumerate(widths)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
 class SqueezeStem(layers.Layer):
     """conv7x7 stride 2 + BN + ReLU, then two stride-2 residuals: 8x down-sampling (official ``pre``)."""
 
-    def __init__(self, dims: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self, dims: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs
+    ):
         super().__init__(**kwargs)
         if len(dims) != 2:
             raise ValueError(f"SqueezeStem: dims must be [conv7x7_out, residual_out], got {dims}")
@@ -147,10 +168,19 @@ class SqueezeHourglass(layers.Layer):
     back to this width (the width changes in the last one); output = up1 + transposed_conv_x2(low3).
     """
 
-    def __init__(self, dims: list[int], modules: list[int], bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, **kwargs):
+    def __init__(
+        self,
+        dims: list[int],
+        modules: list[int],
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(dims) < 2 or len(dims) != len(modules):
-            raise ValueError(f"SqueezeHourglass needs len(dims) == len(modules) >= 2, got {dims}, {modules}")
+            raise ValueError(
+                f"SqueezeHourglass needs len(dims) == len(modules) >= 2, got {dims}, {modules}"
+            )
         self.dims = list(dims)
         self.modules_per_level = list(modules)
         self.bn_epsilon = bn_epsilon
@@ -165,7 +195,9 @@ class SqueezeHourglass(layers.Layer):
         else:
             self.low2 = _fires([next_dim] * next_mod, 1, "low2", bn)
         self.low3 = _fires([next_dim] * (curr_mod - 1) + [curr_dim], 1, "low3", bn)
-        self.up2 = layers.Conv2DTranspose(curr_dim, UPSAMPLE_KERNEL, strides=2, padding="same", name="up2")
+        self.up2 = layers.Conv2DTranspose(
+            curr_dim, UPSAMPLE_KERNEL, strides=2, padding="same", name="up2"
+        )
 
     def build(self, input_shape):
         _build_chain(self.up1, input_shape)
@@ -195,7 +227,10 @@ class SqueezeHourglass(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            dims=self.dims, modules=self.modules_per_level, bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum
+            dims=self.dims,
+            modules=self.modules_per_level,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
         )
         return config
 

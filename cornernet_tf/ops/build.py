@@ -78,8 +78,12 @@ def cuda_root(nvcc: str) -> Path:
     if cuda_home:
         return Path(cuda_home)
     try:
-        dry = subprocess.run([nvcc, "--dryrun", "-v", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
-                             capture_output=True, text=True, timeout=60)
+        dry = subprocess.run(
+            [nvcc, "--dryrun", "-v", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         for line in (dry.stderr + dry.stdout).splitlines():
             if "TOP=" in line:
                 return Path(line.split("TOP=", 1)[1].strip().strip('"')).resolve()
@@ -90,7 +94,9 @@ def cuda_root(nvcc: str) -> Path:
 
 def cuda_include_dirs(nvcc: str) -> list[Path]:
     root = cuda_root(nvcc)
-    return [d for d in (root / "include", root / "targets" / "x86_64-linux" / "include") if d.is_dir()]
+    return [
+        d for d in (root / "include", root / "targets" / "x86_64-linux" / "include") if d.is_dir()
+    ]
 
 
 def cuda_status() -> tuple[bool, str]:
@@ -99,16 +105,25 @@ def cuda_status() -> tuple[bool, str]:
     if nvcc is None:
         return False, "nvcc not found (set CUDA_HOME or put nvcc on PATH)"
     if not _tf().test.is_built_with_cuda():
-        return False, f"TensorFlow {_tf().__version__} is not a CUDA build (nvcc at {nvcc} is unused)"
+        return (
+            False,
+            f"TensorFlow {_tf().__version__} is not a CUDA build (nvcc at {nvcc} is unused)",
+        )
     return True, f"nvcc at {nvcc} and a CUDA build of TensorFlow"
 
 
 def cuda_arch_flags(nvcc: str) -> list[str]:
     """-gencode flags for $CORNERNET_CUDA_ARCHS or the default list, as far as nvcc supports them."""
     wanted_env = os.environ.get("CORNERNET_CUDA_ARCHS", "").strip()
-    wanted = [int(a) for a in wanted_env.replace(";", ",").split(",") if a.strip()] if wanted_env else list(DEFAULT_CUDA_ARCHS)
+    wanted = (
+        [int(a) for a in wanted_env.replace(";", ",").split(",") if a.strip()]
+        if wanted_env
+        else list(DEFAULT_CUDA_ARCHS)
+    )
     try:
-        listed = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout
+        listed = subprocess.run(
+            [nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True
+        ).stdout
         supported = {int(tok.split("_")[1]) for tok in listed.split() if tok.startswith("compute_")}
         archs = [a for a in wanted if a in supported] or [min(supported)]
     except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
@@ -120,15 +135,32 @@ def cuda_arch_flags(nvcc: str) -> list[str]:
     return flags
 
 
-def nvcc_compile_command(nvcc: str, out: Path, arch_flags: list[str], defines: list[str] = ()) -> list[str]:
+def nvcc_compile_command(
+    nvcc: str, out: Path, arch_flags: list[str], defines: list[str] = ()
+) -> list[str]:
     """The nvcc command that compiles the CUDA kernels to an object file (no TensorFlow headers)."""
-    return [nvcc, "-c", str(CU_SOURCE), "-o", str(out), "-O3", "-std=c++17", *arch_flags,
-            "-Xcompiler", "-fPIC", *defines]
+    return [
+        nvcc,
+        "-c",
+        str(CU_SOURCE),
+        "-o",
+        str(out),
+        "-O3",
+        "-std=c++17",
+        *arch_flags,
+        "-Xcompiler",
+        "-fPIC",
+        *defines,
+    ]
 
 
 def _accepted(cxx: str, flag: str) -> bool:
-    probe = subprocess.run([cxx, flag, "-Werror", "-x", "c++", "-c", "-", "-o", os.devnull],
-                           input="int main() { return 0; }\n", capture_output=True, text=True)
+    probe = subprocess.run(
+        [cxx, flag, "-Werror", "-x", "c++", "-c", "-", "-o", os.devnull],
+        input="int main() { return 0; }\n",
+        capture_output=True,
+        text=True,
+    )
     return probe.returncode == 0
 
 
@@ -139,10 +171,14 @@ def _cxx_flags(cxx: str) -> list[str]:
     march = os.environ.get("CORNERNET_MARCH", "native").strip()
     if march:
         if not _accepted(cxx, f"-march={march}"):
-            raise BuildError(f"{cxx} does not accept -march={march} (set CORNERNET_MARCH to another value, "
-                             "or to an empty string for the compiler default)")
+            raise BuildError(
+                f"{cxx} does not accept -march={march} (set CORNERNET_MARCH to another value, "
+                "or to an empty string for the compiler default)"
+            )
         flags.append(f"-march={march}")
-    flags += [f for f in ("-Wno-deprecated-declarations", "-Wno-interference-size") if _accepted(cxx, f)]
+    flags += [
+        f for f in ("-Wno-deprecated-declarations", "-Wno-interference-size") if _accepted(cxx, f)
+    ]
     return flags
 
 
@@ -199,15 +235,32 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
             commands.append(cmd)
             _run(cmd, "nvcc (CUDA kernels)", verbose)
             root = cuda_root(nvcc)
-            lib_dirs = [d for d in (root / "lib64", root / "targets" / "x86_64-linux" / "lib") if d.is_dir()]
+            lib_dirs = [
+                d for d in (root / "lib64", root / "targets" / "x86_64-linux" / "lib") if d.is_dir()
+            ]
             extra_objects.append(str(obj))
             cuda_flags = ["-DGOOGLE_CUDA=1"] + [f"-I{d}" for d in cuda_include_dirs(nvcc)]
-            cuda_flags += [f"-L{d}" for d in lib_dirs] + [f"-Wl,-rpath,{d}" for d in lib_dirs] + ["-lcudart"]
+            cuda_flags += (
+                [f"-L{d}" for d in lib_dirs] + [f"-Wl,-rpath,{d}" for d in lib_dirs] + ["-lcudart"]
+            )
         tmp_lib = tmp / lib.name
-        cmd = [cxx, "-std=c++17", "-O3", "-DNDEBUG", *_cxx_flags(cxx), "-fPIC", "-shared",
-               str(CC_SOURCE), *extra_objects, "-o", str(tmp_lib),
-               *tf.sysconfig.get_compile_flags(), f"-I{KERNEL_DIR}",
-               *cuda_flags, *tf.sysconfig.get_link_flags()]
+        cmd = [
+            cxx,
+            "-std=c++17",
+            "-O3",
+            "-DNDEBUG",
+            *_cxx_flags(cxx),
+            "-fPIC",
+            "-shared",
+            str(CC_SOURCE),
+            *extra_objects,
+            "-o",
+            str(tmp_lib),
+            *tf.sysconfig.get_compile_flags(),
+            f"-I{KERNEL_DIR}",
+            *cuda_flags,
+            *tf.sysconfig.get_link_flags(),
+        ]
         commands.append(cmd)
         _run(cmd, f"{cxx} (TensorFlow op library)", verbose)
         # Atomic replace: concurrent test workers never load a half-written library.
@@ -232,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         build(force=args.force, verbose=not args.quiet)
     except BuildError as exc:
         print(f"error: could not build the native corner-pool op: {exc}", file=sys.stderr)
-        print("The portable TensorFlow implementation (impl='tf') still works without it.", file=sys.stderr)
+        print(
+            "The portable TensorFlow implementation (impl='tf') still works without it.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

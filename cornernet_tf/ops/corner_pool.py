@@ -1,4 +1,4 @@
-"""Corner pooling (SPEC.md section 2): running maxima along H or W of an NHWC tensor.
+"""Corner pooling (docs/method.md §2): running maxima along H or W of an NHWC tensor.
 
 top:    out[i, j] = max_{k >= i} x[k, j]   (looks down)
 left:   out[i, j] = max_{k >= j} x[i, k]   (looks right)
@@ -27,6 +27,7 @@ Implementations (``impl``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -84,16 +85,24 @@ def _load_library() -> tuple[object | None, str | None]:
     if not path.is_file():
         if os.environ.get(LIBRARY_ENV, "").strip():
             return None, f"op library {path} (from ${LIBRARY_ENV}) does not exist"
-        return None, (f"op library {path} not found (not built for TensorFlow {tf.__version__}); "
-                      f"build it with `{BUILD_COMMAND}`")
+        return None, (
+            f"op library {path} not found (not built for TensorFlow {tf.__version__}); "
+            f"build it with `{BUILD_COMMAND}`"
+        )
     try:
         module = tf.load_op_library(str(path))
     except Exception as exc:  # noqa: BLE001 - any loader failure means "fall back", with the reason
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"cannot load op library {path}: {detail}; rebuild it with `{BUILD_COMMAND} --force`"
+        return (
+            None,
+            f"cannot load op library {path}: {detail}; rebuild it with `{BUILD_COMMAND} --force`",
+        )
     missing = [name for name in ("corner_pool", "corner_pool_grad") if not hasattr(module, name)]
     if missing:
-        return None, f"op library {path} does not define {missing}; rebuild it with `{BUILD_COMMAND} --force`"
+        return (
+            None,
+            f"op library {path} does not define {missing}; rebuild it with `{BUILD_COMMAND} --force`",
+        )
     return module, None
 
 
@@ -146,9 +155,12 @@ def resolve_impl(impl: str = "auto") -> str:
         first = not _native.warned
         _native.warned = True
     if first:
-        warnings.warn(f"corner_pool: native op unavailable ({reason}); "
-                      "using the portable TensorFlow implementation (impl='tf')",
-                      NativeOpFallbackWarning, stacklevel=4)
+        warnings.warn(
+            f"corner_pool: native op unavailable ({reason}); "
+            "using the portable TensorFlow implementation (impl='tf')",
+            NativeOpFallbackWarning,
+            stacklevel=4,
+        )
     return "tf"
 
 
@@ -156,17 +168,16 @@ def _native_grad(op, dy):
     return load_native().corner_pool_grad(op.outputs[0], dy, direction=op.get_attr("direction"))
 
 
-try:
+with contextlib.suppress(KeyError):  # KeyError: already registered (module reloaded)
     tf.RegisterGradient("CornerPool")(_native_grad)
-except KeyError:  # already registered (module reloaded)
-    pass
 
 
 def _corner_pool_native(x: tf.Tensor, direction: str) -> tf.Tensor:
     if _in_xla_context():
         raise NativeOpUnavailableError(
             "corner_pool impl='native' is a custom op and cannot be compiled with XLA "
-            "(jit_compile=True); use impl='tf' or impl='auto'")
+            "(jit_compile=True); use impl='tf' or impl='auto'"
+        )
     return load_native().corner_pool(x, direction=direction)
 
 
@@ -185,8 +196,12 @@ def _toward_start(x: tf.Tensor, shift, axis: int, from_end: bool, n) -> tf.Tenso
     earlier in scan order; positions with no such neighbour keep their own value, so a maximum
     or minimum with the result stays exact and finite (an -inf pad turns into NaN under TFLite)."""
     if from_end:
-        return tf.concat([_axis_slice(x, axis, shift, None), _axis_slice(x, axis, n - shift, None)], axis)
-    return tf.concat([_axis_slice(x, axis, None, shift), _axis_slice(x, axis, None, n - shift)], axis)
+        return tf.concat(
+            [_axis_slice(x, axis, shift, None), _axis_slice(x, axis, n - shift, None)], axis
+        )
+    return tf.concat(
+        [_axis_slice(x, axis, None, shift), _axis_slice(x, axis, None, n - shift)], axis
+    )
 
 
 def _running_doubling(x: tf.Tensor, axis: int, from_end: bool, combine) -> tf.Tensor:
@@ -224,7 +239,9 @@ def _route_gradient_doubling(y: tf.Tensor, dy: tf.Tensor, axis: int, from_end: b
     def later(v, shift):  # v one scan step later (its own value at the scan's end)
         return _toward_start(v, shift, axis, not from_end, n)
 
-    starts = tf.logical_or(tf.not_equal(y, _toward_start(y, 1, axis, from_end, n)), tf.equal(pos, scan_first))
+    starts = tf.logical_or(
+        tf.not_equal(y, _toward_start(y, 1, axis, from_end, n)), tf.equal(pos, scan_first)
+    )
     # cut: a run ends within [s, s + span) in scan order; the sums never cross a cut.
     cut = tf.logical_or(later(starts, 1), tf.equal(pos, scan_last))
     zero = tf.zeros((), dy.dtype)
@@ -240,13 +257,16 @@ def _route_gradient_doubling(y: tf.Tensor, dy: tf.Tensor, axis: int, from_end: b
             total, cut = step(shift, total, cut)
             shift *= 2
     else:
+
         def body(shift, total, cut):
             total, cut = step(shift, total, cut)
             total.set_shape(dy.shape)
             cut.set_shape(dy.shape)
             return shift * 2, total, cut
 
-        _, total, cut = tf.while_loop(lambda shift, *_: shift < n, body, (tf.constant(1), total, cut))
+        _, total, cut = tf.while_loop(
+            lambda shift, *_: shift < n, body, (tf.constant(1), total, cut)
+        )
     return tf.where(starts, total, zero)
 
 
@@ -354,7 +374,9 @@ def corner_pool(x, direction: str, impl: str = "auto") -> tf.Tensor:
     ``impl`` is "auto" (native op when available, else "tf"), "native", "tf" or "scan"; see the
     module docstring. Float16, bfloat16, float32 and float64 are supported by every impl."""
     if not isinstance(direction, str) or direction not in DIRECTIONS:
-        raise ValueError(f"corner_pool: unknown direction {direction!r}; expected one of {DIRECTIONS}")
+        raise ValueError(
+            f"corner_pool: unknown direction {direction!r}; expected one of {DIRECTIONS}"
+        )
     if not isinstance(impl, str) or impl not in IMPLS:
         raise ValueError(f"corner_pool: unknown impl {impl!r}; expected one of {IMPLS}")
     x = tf.convert_to_tensor(x)

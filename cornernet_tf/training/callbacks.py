@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -69,7 +69,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.tripped = False
-        self.step: Optional[int] = None
+        self.step: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.tripped and not _finite(logs):
@@ -88,7 +88,13 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       continues the run.
     """
 
-    def __init__(self, backup_dir: str, save_freq, chief: bool = True, guard: Optional[NonFiniteLossGuard] = None):
+    def __init__(
+        self,
+        backup_dir: str,
+        save_freq,
+        chief: bool = True,
+        guard: NonFiniteLossGuard | None = None,
+    ):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
         self.chief = chief
         self.guard = guard
@@ -106,7 +112,11 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         tmp_weights = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
         self.model.save_weights(tmp_weights, overwrite=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": _iterations(self.model)}
+        metadata = {
+            "epoch": self._current_epoch,
+            "batch": self._last_batch_seen,
+            "step": _iterations(self.model),
+        }
         tmp_metadata = self._training_metadata_path + ".partial"
         with open(tmp_metadata, "w", encoding="utf-8") as fh:
             json.dump(metadata, fh)
@@ -117,7 +127,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 class LastCheckpoint(keras.callbacks.Callback):
     """Write the latest weights every ``every_epochs`` epochs and at the end (never non-finite ones)."""
 
-    def __init__(self, path: str, every_epochs: int = 1, guard: Optional[NonFiniteLossGuard] = None):
+    def __init__(self, path: str, every_epochs: int = 1, guard: NonFiniteLossGuard | None = None):
         super().__init__()
         self.path = path
         self.every_epochs = max(int(every_epochs), 1)
@@ -198,8 +208,12 @@ class CocoAPCallback(keras.callbacks.Callback):
 
         start = time.perf_counter()
         metrics = evaluate(self.model, self.config, max_images=self.max_images, progress=False)
-        self.last = {"val_AP": metrics["AP"], "val_AP50": metrics["AP50"], "images": metrics["num_images"],
-                     "seconds": time.perf_counter() - start}
+        self.last = {
+            "val_AP": metrics["AP"],
+            "val_AP50": metrics["AP50"],
+            "images": metrics["num_images"],
+            "seconds": time.perf_counter() - start,
+        }
         return self.last
 
     def on_epoch_end(self, epoch, logs=None):

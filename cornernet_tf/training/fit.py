@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -26,7 +26,12 @@ from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.plots import plot_history
 from cornernet_tf.training.schedule import build_schedule
 from cornernet_tf.training.steps import NonFiniteLossError, non_finite_details
-from cornernet_tf.training.strategy import is_chief, make_strategy, per_replica_batch_size, precision_policy
+from cornernet_tf.training.strategy import (
+    is_chief,
+    make_strategy,
+    per_replica_batch_size,
+    precision_policy,
+)
 from cornernet_tf.training.workdir import WorkdirPaths, prepare_workdir
 
 logger = logging.getLogger("cornernet_tf.training")
@@ -41,7 +46,7 @@ class TrainResult:
     resumed_from_step: int
     seconds: float
     paths: WorkdirPaths
-    model: Optional[keras.Model] = None
+    model: keras.Model | None = None
 
     @property
     def checkpoint(self) -> str:
@@ -58,13 +63,18 @@ def has_validation_data(config: Config) -> bool:
 
 
 def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """Adam with the official step decay (SPEC.md section 4)."""
+    """Adam with the official step decay (docs/method.md §4)."""
     return keras.optimizers.Adam(learning_rate=build_schedule(config.train))
 
 
 def loss_weights(config: Config) -> dict:
     t = config.train
-    return {"focal": t.focal_weight, "pull": t.pull_weight, "push": t.push_weight, "regr": t.regr_weight}
+    return {
+        "focal": t.focal_weight,
+        "pull": t.pull_weight,
+        "push": t.push_weight,
+        "regr": t.regr_weight,
+    }
 
 
 def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras.Model:
@@ -73,8 +83,11 @@ def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras
 
     with strategy.scope():
         model = build_model(config.model)
-        model.compile(optimizer=build_optimizer(config), loss_weights=loss_weights(config),
-                      jit_compile=bool(config.train.jit_compile))
+        model.compile(
+            optimizer=build_optimizer(config),
+            loss_weights=loss_weights(config),
+            jit_compile=bool(config.train.jit_compile),
+        )
     return model
 
 
@@ -88,7 +101,13 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: 
     cycle_validation = config.train.validation_steps is not None
 
     def one(training: bool, context=None):
-        ds = build_dataset(config.data, training, batch_size=batch, input_context=context, model_config=config.model)
+        ds = build_dataset(
+            config.data,
+            training,
+            batch_size=batch,
+            input_context=context,
+            model_config=config.model,
+        )
         return ds.repeat() if not training and cycle_validation else ds
 
     def make(training: bool):
@@ -121,15 +140,15 @@ def _read_summary(paths: WorkdirPaths) -> dict:
 
 
 def train(
-    config: Union[Config, dict, str, os.PathLike],
+    config: Config | dict | str | os.PathLike,
     workdir: str,
     progress: bool = True,
-    overrides: Optional[Sequence[str]] = None,
+    overrides: Sequence[str] | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     train_dataset=None,
     val_dataset=None,
     return_model: bool = False,
-    max_seconds: Optional[float] = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train CornerNet as configured, resuming from ``workdir`` when it holds a run of the same model.
 
@@ -157,7 +176,9 @@ def train(
     paths = prepare_workdir(workdir, config, write=chief)
     done = _read_summary(paths).get("final_step", 0)
     if done >= t.max_steps and paths.has_training_state():
-        print(f"{paths.root}: already trained to step {done} (train.max_steps={t.max_steps}); nothing to do")
+        print(
+            f"{paths.root}: already trained to step {done} (train.max_steps={t.max_steps}); nothing to do"
+        )
         return TrainResult({}, done, done, 0.0, paths)
 
     steps_per_epoch = min(t.steps_per_epoch, t.max_steps)
@@ -171,13 +192,17 @@ def train(
         keras.utils.set_random_seed(t.seed)
         model = build_and_compile(config, strategy)
         if train_dataset is None:
-            train_dataset, configured_val = make_datasets(config, strategy, has_validation_data(config))
+            train_dataset, configured_val = make_datasets(
+                config, strategy, has_validation_data(config)
+            )
             val_dataset = val_dataset if val_dataset is not None else configured_val
             if chief:
                 _save_dataset_info(paths, config, train_dataset)
 
         guard = cb.NonFiniteLossGuard()
-        backup = cb.ResumableBackup(paths.backup, save_freq=t.backup_every_steps or "epoch", chief=chief, guard=guard)
+        backup = cb.ResumableBackup(
+            paths.backup, save_freq=t.backup_every_steps or "epoch", chief=chief, guard=guard
+        )
         callbacks = [backup, cb.StopAtStep(t.max_steps), guard, cb.LearningRateLogger()]
         if max_seconds is not None:
             callbacks.append(cb.TimeBudget(max_seconds))
@@ -187,8 +212,14 @@ def train(
             monitor, mode = _monitor(ap, validation)
             callbacks += [
                 cb.LastCheckpoint(paths.last, t.checkpoint_every_epochs, guard),
-                keras.callbacks.ModelCheckpoint(paths.best, monitor=monitor, mode=mode, save_best_only=True,
-                                                save_weights_only=True, verbose=0),
+                keras.callbacks.ModelCheckpoint(
+                    paths.best,
+                    monitor=monitor,
+                    mode=mode,
+                    save_best_only=True,
+                    save_weights_only=True,
+                    verbose=0,
+                ),
                 cb.EpochTimer(),  # after the checkpoints and COCO AP: their time is in epoch_seconds
                 cb.CSVHistory(paths.history),
             ]
@@ -218,8 +249,14 @@ def train(
         raise _non_finite(model, paths, chief, guard.step, None)
     final_step = int(model.optimizer.iterations.numpy())
     seconds = time.perf_counter() - start
-    result = TrainResult(history.history, final_step, backup.restored_step, seconds, paths,
-                         model if return_model else None)
+    result = TrainResult(
+        history.history,
+        final_step,
+        backup.restored_step,
+        seconds,
+        paths,
+        model if return_model else None,
+    )
     if chief:
         _finish(result, config)
     return result
@@ -240,20 +277,28 @@ def _tensorboard(paths: WorkdirPaths) -> list:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard); "
-                       "history.csv and loss_curves.png are written anyway")
+        logger.warning(
+            "tensorboard is not installed: no TensorBoard logs (pip install tensorboard); "
+            "history.csv and loss_curves.png are written anyway"
+        )
         return []
     return [keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch", write_graph=False)]
 
 
-def _non_finite(model, paths: WorkdirPaths, chief: bool, step: int, image_ids) -> NonFiniteLossError:
+def _non_finite(
+    model, paths: WorkdirPaths, chief: bool, step: int, image_ids
+) -> NonFiniteLossError:
     if image_ids is not None:
         # The in-step check failed before any variable was written: these are the weights
         # (and optimizer state) from before the bad step.
         checkpoint = paths.before_step(step)
         if chief:
             model.save_weights(checkpoint, overwrite=True)
-        ids = ", ".join(str(i) for i in image_ids) if image_ids else "unknown (no image_id in the targets)"
+        ids = (
+            ", ".join(str(i) for i in image_ids)
+            if image_ids
+            else "unknown (no image_id in the targets)"
+        )
         message = (
             f"training stopped: non-finite loss or gradients at step {step}; image ids of that batch: {ids}. "
             f"Weights and optimizer state from before step {step}: {checkpoint}"
@@ -265,14 +310,18 @@ def _non_finite(model, paths: WorkdirPaths, chief: bool, step: int, image_ids) -
             f"training stopped: non-finite loss at step {step} (jit_compile: image ids unavailable). "
             f"Last good backup: {checkpoint}"
         )
-    return NonFiniteLossError(message, step=step, image_ids=list(image_ids or []), checkpoint=checkpoint)
+    return NonFiniteLossError(
+        message, step=step, image_ids=list(image_ids or []), checkpoint=checkpoint
+    )
 
 
 def _finish(result: TrainResult, config: Config) -> None:
     rows = cb.read_history(result.paths.history)
     if rows:
         try:
-            plot_history(rows, result.paths.curves, title=f"{config.name}: step {result.final_step}")
+            plot_history(
+                rows, result.paths.curves, title=f"{config.name}: step {result.final_step}"
+            )
         except ValueError as exc:  # nothing to plot
             logger.warning("no loss curves: %s", exc)
     cb.write_json(

@@ -1,7 +1,7 @@
 """The CornerNet loss of the *global* batch, computed shard by shard under ``tf.distribute``.
 
 The official loss is a per-batch quantity: the focal term is divided by the positive corners of
-the whole batch and the offset term by its objects (golden/README.md, "Loss normalisations").
+the whole batch and the offset term by its objects (docs/method.md §8, "Loss normalisations").
 When a global batch is split across replicas, each replica sees only its shard. Here every
 replica divides its own numerators by the normalisers *summed over all replicas*, so that the
 replicas' losses add up to exactly the loss of the global batch; the optimizer then sums the
@@ -15,7 +15,7 @@ the official :func:`cornernet_tf.losses.cornernet_loss` is used unchanged.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import tensorflow as tf
 
@@ -30,10 +30,11 @@ from cornernet_tf.losses import (
     split_stacks,
 )
 
+
 def replica_loss(
     outputs: Mapping[str, object],
     targets: Mapping[str, tf.Tensor],
-    weights: Optional[Mapping[str, float]] = None,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, tf.Tensor]:
     """This replica's share of the global-batch loss terms (``focal, pull, push, regr, total``).
 
@@ -48,7 +49,10 @@ def replica_loss(
         return cornernet_loss(outputs, targets, weights)
 
     stacks = split_stacks(outputs)
-    gt_tl, gt_br = tf.cast(targets["tl_heatmap"], tf.float32), tf.cast(targets["br_heatmap"], tf.float32)
+    gt_tl, gt_br = (
+        tf.cast(targets["tl_heatmap"], tf.float32),
+        tf.cast(targets["br_heatmap"], tf.float32),
+    )
     mask = tf.cast(targets["tag_mask"], tf.float32)
     local = tf.stack(
         [
@@ -70,12 +74,18 @@ def replica_loss(
         focal += tl_factor * focal_loss(stacks["tl_heat"][s], gt_tl)
         focal += br_factor * focal_loss(stacks["br_heat"][s], gt_br)
         stack_pull, stack_push = ae_loss(
-            gather_feat(stacks["tl_tag"][s], tl_inds), gather_feat(stacks["br_tag"][s], br_inds), mask
+            gather_feat(stacks["tl_tag"][s], tl_inds),
+            gather_feat(stacks["br_tag"][s], br_inds),
+            mask,
         )
         pull += stack_pull
         push += stack_push
-        regr += regr_factor * regr_loss(gather_feat(stacks["tl_regr"][s], tl_inds), targets["tl_regr"], mask)
-        regr += regr_factor * regr_loss(gather_feat(stacks["br_regr"][s], br_inds), targets["br_regr"], mask)
+        regr += regr_factor * regr_loss(
+            gather_feat(stacks["tl_regr"][s], tl_inds), targets["tl_regr"], mask
+        )
+        regr += regr_factor * regr_loss(
+            gather_feat(stacks["br_regr"][s], br_inds), targets["br_regr"], mask
+        )
 
     terms = {
         "focal": weights["focal"] * focal,
@@ -83,5 +93,7 @@ def replica_loss(
         "push": weights["push"] * push,
         "regr": weights["regr"] * regr,
     }
-    terms["total"] = (terms["focal"] + terms["pull"] + terms["push"] + terms["regr"]) / float(len(stacks["tl_heat"]))
+    terms["total"] = (terms["focal"] + terms["pull"] + terms["push"] + terms["regr"]) / float(
+        len(stacks["tl_heat"])
+    )
     return terms

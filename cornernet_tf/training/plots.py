@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 PANELS = (
     ("loss", "total loss"),
@@ -39,13 +39,21 @@ def plot_history(rows: Sequence[dict], path: str, title: str = "") -> str:
     panels = []
     for key, label in PANELS:
         if key == "AP":
-            curves = [(f"val_{k}", k) for k in ("AP", "AP50") if _series(rows, f"val_{k}", x_key)[0]]
+            curves = [
+                (f"val_{k}", k) for k in ("AP", "AP50") if _series(rows, f"val_{k}", x_key)[0]
+            ]
         else:
-            curves = [(k, name) for k, name in ((key, "train"), (f"val_{key}", "validation")) if _series(rows, k, x_key)[0]]
+            curves = [
+                (k, name)
+                for k, name in ((key, "train"), (f"val_{key}", "validation"))
+                if _series(rows, k, x_key)[0]
+            ]
         if curves:
             panels.append((label, curves))
     if not panels:
-        raise ValueError(f"plot_history: no known metric in the history (columns: {sorted(rows[0]) if rows else []})")
+        raise ValueError(
+            f"plot_history: no known metric in the history (columns: {sorted(rows[0]) if rows else []})"
+        )
 
     cols = 3
     nrows = math.ceil(len(panels) / cols)
@@ -63,7 +71,7 @@ def plot_history(rows: Sequence[dict], path: str, title: str = "") -> str:
         ax.grid(True, alpha=0.3)
         if len(curves) > 1:
             ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

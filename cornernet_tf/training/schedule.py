@@ -1,4 +1,4 @@
-"""The learning-rate schedule of the official recipe: constant, then divided by 10 (SPEC.md section 4).
+"""The learning-rate schedule of the official recipe: constant, then divided by 10 (docs/method.md §4).
 
 The official trainer divides the rate after iteration ``decay_step`` (1-based), so iterations
 ``1 .. decay_step`` use the base rate. Keras calls the schedule with ``optimizer.iterations``,
@@ -17,9 +17,17 @@ from cornernet_tf.config import TrainConfig
 class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     """``initial_learning_rate`` until ``decay_step`` updates, then ``initial / decay_factor``."""
 
-    def __init__(self, initial_learning_rate: float, decay_step: int, decay_factor: float = 10.0, name: str = "step_decay"):
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_step: int,
+        decay_factor: float = 10.0,
+        name: str = "step_decay",
+    ):
         if initial_learning_rate <= 0:
-            raise ValueError(f"StepDecay: initial_learning_rate must be > 0, got {initial_learning_rate}")
+            raise ValueError(
+                f"StepDecay: initial_learning_rate must be > 0, got {initial_learning_rate}"
+            )
         if decay_step < 0:
             raise ValueError(f"StepDecay: decay_step must be >= 0, got {decay_step}")
         if decay_factor <= 0:

@@ -20,13 +20,11 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import keras
 import tensorflow as tf
 
-from cornernet_tf.losses import LOSS_TERMS
-from cornernet_tf.losses import resolve_loss_weights
+from cornernet_tf.losses import LOSS_TERMS, resolve_loss_weights
 from cornernet_tf.training.global_loss import replica_loss
 
 TARGET_KEYS = ("tl_heatmap", "br_heatmap", "tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask")
@@ -38,7 +36,13 @@ _ASSERT_SUMMARIZE = 4096  # print every image id of the batch
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; carries the step and the batch's image ids."""
 
-    def __init__(self, message: str, step: Optional[int] = None, image_ids: Optional[list] = None, checkpoint=None):
+    def __init__(
+        self,
+        message: str,
+        step: int | None = None,
+        image_ids: list | None = None,
+        checkpoint=None,
+    ):
         super().__init__(message)
         self.step = step
         self.image_ids = image_ids or []
@@ -57,7 +61,9 @@ def configure_compile(model, loss, loss_weights, sync_batch_norm) -> None:
     if sync_batch_norm == "auto":
         sync_batch_norm = replicas > 1
     if not isinstance(sync_batch_norm, bool):
-        raise ValueError(f"CornerNet.compile: sync_batch_norm must be 'auto', True or False, got {sync_batch_norm!r}")
+        raise ValueError(
+            f"CornerNet.compile: sync_batch_norm must be 'auto', True or False, got {sync_batch_norm!r}"
+        )
     model.set_batch_norm_synchronized(sync_batch_norm)
     # Metric objects are kept out of Keras' automatic state tracking (as Keras does for its own
     # loss tracker): the functional model is already built and its state is locked.
@@ -70,7 +76,9 @@ def configure_compile(model, loss, loss_weights, sync_batch_norm) -> None:
 def _unpack(data, where: str):
     images, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if sample_weight is not None:
-        raise ValueError(f"CornerNet.{where}: sample weights are not supported; batches must be (images, targets)")
+        raise ValueError(
+            f"CornerNet.{where}: sample weights are not supported; batches must be (images, targets)"
+        )
     if not isinstance(targets, dict):
         raise ValueError(
             f"CornerNet.{where}: batches must be (images, targets) with targets a dict of encoded targets "
@@ -78,7 +86,9 @@ def _unpack(data, where: str):
         )
     missing = [k for k in TARGET_KEYS if k not in targets]
     if missing:
-        raise ValueError(f"CornerNet.{where}: targets lack {', '.join(missing)} (see encode_targets)")
+        raise ValueError(
+            f"CornerNet.{where}: targets lack {', '.join(missing)} (see encode_targets)"
+        )
     return images, targets
 
 
@@ -180,7 +190,7 @@ _STEP_RE = re.compile(r"\[at step\]\s*\[(\d+)\]")
 _IDS_RE = re.compile(r"\[image ids\]\s*\[([^\]]*)\]")
 
 
-def non_finite_details(error: BaseException) -> Optional[tuple[int, list]]:
+def non_finite_details(error: BaseException) -> tuple[int, list] | None:
     """(step, image ids) from the error raised by the in-step check, or None for other errors."""
     message = str(getattr(error, "message", None) or error)
     if NON_FINITE_MARKER not in message:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
@@ -46,7 +46,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ConfigError(f"TF_CONFIG is not valid JSON: {exc}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=os.environ.get("TPU_NAME", "")
+        )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -93,7 +95,7 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
 
 
 @contextlib.contextmanager
-def precision_policy(name: Optional[str]) -> Iterator[None]:
+def precision_policy(name: str | None) -> Iterator[None]:
     """Set the Keras dtype policy (``mixed_float16`` / ``mixed_bfloat16``) for the block, then restore it.
 
     Under ``mixed_float16`` ``model.compile`` wraps the optimizer in a ``LossScaleOptimizer``.

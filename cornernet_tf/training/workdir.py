@@ -72,14 +72,19 @@ class WorkdirPaths:
         return self._join(f"before_nonfinite_step_{step}.weights.h5")
 
     def has_training_state(self) -> bool:
-        return any(os.path.exists(p) for p in (self.last, self.best, os.path.join(self.backup, "latest.weights.h5")))
+        return any(
+            os.path.exists(p)
+            for p in (self.last, self.best, os.path.join(self.backup, "latest.weights.h5"))
+        )
 
 
 def _diff(saved: Any, current: Any, prefix: str) -> list[str]:
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
         for key in sorted(set(saved) | set(current)):
-            out += _diff(saved.get(key, "<absent>"), current.get(key, "<absent>"), f"{prefix}.{key}")
+            out += _diff(
+                saved.get(key, "<absent>"), current.get(key, "<absent>"), f"{prefix}.{key}"
+            )
         return out
     return [] if saved == current else [f"{prefix}: saved {saved!r}, now {current!r}"]
 
