@@ -1,25 +1,19 @@
 """CornerNet (Law & Deng) as TensorFlow / Keras 3 software.
 
 The public surface is small on purpose: build a model from a config, load a config, and run the
-official test procedure. Heavy modules are imported lazily so ``import cornernet_tf`` stays cheap.
+official test procedure. Names are imported on first use so ``import cornernet_tf`` stays cheap.
 """
+
+from cornernet_tf._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ["build_model", "load_config", "Detector", "__version__"]
-
-
-def __getattr__(name):
-    if name == "build_model":
-        from cornernet_tf.modeling.cornernet import build_model
-
-        return build_model
-    if name == "load_config":
-        from cornernet_tf.config import load_config
-
-        return load_config
-    if name == "Detector":
-        from cornernet_tf.inference.detector import Detector
-
-        return Detector
-    raise AttributeError(f"module 'cornernet_tf' has no attribute {name!r}")
+__getattr__, __dir__, _names = lazy_exports(
+    __name__,
+    {
+        "build_model": "cornernet_tf.modeling.cornernet",
+        "load_config": "cornernet_tf.config",
+        "Detector": "cornernet_tf.inference.detector",
+    },
+)
+__all__ = [*_names, "__version__"]
