@@ -1,6 +1,8 @@
 """The official test procedure (Detector) and its in-graph version (GraphDetector), checked against
 test_pipeline.npz: the official ``kp_detection`` run end to end with the golden reduced model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -177,28 +179,73 @@ def test_keep_top_keeps_ties():
 # ----------------------------------------------------------------------------- the full procedure
 
 
+# Maps match the official ones to 2e-4 (tests/data/GOLDEN_README.md), so the distance of two
+# embeddings may differ by up to twice that: a pair that close to ae_threshold may be kept on one
+# CPU and rejected on another (oneDNN picks different kernels, e.g. with or without AVX-512).
+EMBEDDING_DISTANCE_ATOL = 4e-4
+
+
+def threshold_bounds(detector, image, scale):
+    """``detect_scale`` with ae_threshold -/+ the tolerance: every valid official row lies between."""
+    base = detector.config.ae_threshold
+    return [
+        Detector(
+            detector.model, dataclasses.replace(detector.config, ae_threshold=threshold)
+        ).detect_scale(image, scale)
+        for threshold in (base - EMBEDDING_DISTANCE_ATOL, base + EMBEDDING_DISTANCE_ATOL)
+    ]
+
+
+def assert_same_valid_rows(got, ref, bounds, what, box_atol, score_atol):
+    """The valid rows of ``got`` and ``ref`` agree as sets. Where their counts differ, the official
+    rows must lie between ours at a stricter and a looser embedding threshold (``bounds()``: the
+    two row arrays), i.e. only pairs at the threshold within the map tolerance may differ."""
+    valid, ref_valid = got[got[:, 4] > -1], ref[ref[:, 4] > -1]
+    if len(valid) == len(ref_valid):
+        missing, _, _ = unmatched_rows(valid, ref_valid, box_atol, score_atol)
+        assert not missing, f"{what}: {len(missing)} rows differ"
+        return
+    strict, loose = (rows[rows[:, 4] > -1] for rows in bounds())
+    missing, _, _ = unmatched_rows(strict, ref_valid, box_atol, score_atol)
+    assert not missing, f"{what}: {len(missing)} rows kept even at a stricter threshold"
+    missing, _, _ = unmatched_rows(ref_valid, loose, box_atol, score_atol)
+    assert not missing, f"{what}: {len(missing)} official rows lost even at a looser threshold"
+
+
 def test_decoded_maps_match_official(golden, detectors):
     """The network + decoder per scale (sets: near-equal scores may swap ranks)."""
     for name, i, scale, key in cases(golden):
         if name == "multi" and scale == 1.0:
             continue  # same computation as the single config
-        result = detectors[name].detect_scale(rgb_image(golden, i), scale)
+        image = rgb_image(golden, i)
+        result = detectors[name].detect_scale(image, scale)
         if name == "single":
             expected = golden[key + "_net_input"].transpose(0, 2, 3, 1)[..., ::-1]
             np.testing.assert_allclose(result["net_input"], expected, rtol=0, atol=1e-6)
+        cache = []
+
+        def bounds(field, view=None, det=detectors[name], image=image, scale=scale, cache=cache):
+            if not cache:
+                cache.extend(threshold_bounds(det, image, scale))
+            return [r[field] if view is None else r[field][view] for r in cache]
+
         for view in range(2):
-            got = result["decoded"][view]
-            ref = golden[key + "_decoded_raw"][view]
-            valid, ref_valid = got[got[:, 4] > -1], ref[ref[:, 4] > -1]
-            assert len(valid) == len(ref_valid), key
-            missing, box, score = unmatched_rows(valid, ref_valid, box_atol=2e-4, score_atol=2e-5)
-            assert not missing, f"{key} view {view}: {len(missing)} decoded rows differ"
-        rows = result["detections"]
-        ref = golden[key + "_after_flip_rescale"]
-        missing, _, _ = unmatched_rows(
-            rows[rows[:, 4] > -1], ref[ref[:, 4] > -1], box_atol=1e-3, score_atol=2e-5
+            assert_same_valid_rows(
+                result["decoded"][view],
+                golden[key + "_decoded_raw"][view],
+                lambda view=view: bounds("decoded", view),
+                f"{key} view {view} decoded",
+                box_atol=2e-4,
+                score_atol=2e-5,
+            )
+        assert_same_valid_rows(
+            result["detections"],
+            golden[key + "_after_flip_rescale"],
+            lambda: bounds("detections"),
+            f"{key} after flip and rescale",
+            box_atol=1e-3,
+            score_atol=2e-5,
         )
-        assert not missing, key
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
