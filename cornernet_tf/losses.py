@@ -15,10 +15,12 @@ The constants below are those of the official code (docs/method.md §8, "Loss no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from cornernet_tf.config import TrainConfig
+from cornernet_tf.detection.contract import OUTPUT_KEYS, TARGET_KEYS
 
 FOCAL_ALPHA = 2  # (1 - p)^alpha on positives, p^alpha on negatives
 FOCAL_BETA = 4  # (1 - y)^beta penalty reduction around each corner
@@ -28,16 +30,18 @@ NORM_EPS = 1e-4  # added to every object count the official code divides by
 
 LOSS_TERMS = ("focal", "pull", "push", "regr")
 
-_TRAIN_DEFAULTS = TrainConfig()
-DEFAULT_WEIGHTS = {
-    "focal": _TRAIN_DEFAULTS.focal_weight,
-    "pull": _TRAIN_DEFAULTS.pull_weight,
-    "push": _TRAIN_DEFAULTS.push_weight,
-    "regr": _TRAIN_DEFAULTS.regr_weight,
-}
 
-_OUTPUT_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
-_TARGET_KEYS = ("tl_heatmap", "br_heatmap", "tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask")
+class LossNormalisers(NamedTuple):
+    """The batch-level counts the loss divides by (float32 scalars).
+
+    By default they are those of the batch the loss sees; under ``tf.distribute`` the replicas
+    pass the counts summed over the global batch (``training/global_loss.py``), so that their
+    losses add up to the loss of the global batch.
+    """
+
+    tl_positives: tf.Tensor  # pixels with y == 1 in the top-left heatmaps
+    br_positives: tf.Tensor  # pixels with y == 1 in the bottom-right heatmaps
+    objects: tf.Tensor  # real objects (tag_mask)
 
 
 def _f32(x) -> tf.Tensor:
@@ -58,13 +62,15 @@ def _int_power(x: tf.Tensor, n: int) -> tf.Tensor:
     return tf.ones_like(x) if result is None else result
 
 
-def focal_loss(heat_logits: tf.Tensor, gt_heatmap: tf.Tensor) -> tf.Tensor:
+def focal_loss(
+    heat_logits: tf.Tensor, gt_heatmap: tf.Tensor, num_pos: tf.Tensor | None = None
+) -> tf.Tensor:
     """Variant focal loss of one heatmap (logits and ground truth ``[B, H, W, C]``), a scalar.
 
     ``-(sum_pos log(p)(1-p)^2 + sum_neg log(1-p) p^2 (1-y)^4) / num_pos`` with ``p`` the clamped
-    sigmoid and ``num_pos`` the ``y == 1`` pixels of the whole batch; with no positive at all
-    the official code returns the negative part unnormalised, which dividing by ``max(num_pos, 1)``
-    reproduces (the positive part is then 0).
+    sigmoid and ``num_pos`` the ``y == 1`` pixels of the whole batch (counted here unless given);
+    with no positive at all the official code returns the negative part unnormalised, which
+    dividing by ``max(num_pos, 1)`` reproduces (the positive part is then 0).
     """
     logits, gt = _f32(heat_logits), _f32(gt_heatmap)
     p = tf.clip_by_value(tf.sigmoid(logits), SIGMOID_CLAMP, 1.0 - SIGMOID_CLAMP)
@@ -74,7 +80,7 @@ def focal_loss(heat_logits: tf.Tensor, gt_heatmap: tf.Tensor) -> tf.Tensor:
     neg_loss = (
         tf.math.log(1.0 - p) * _int_power(p, FOCAL_ALPHA) * _int_power(1.0 - gt, FOCAL_BETA) * neg
     )
-    num_pos = tf.reduce_sum(pos)
+    num_pos = tf.reduce_sum(pos) if num_pos is None else _f32(num_pos)
     return -(tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / tf.maximum(num_pos, 1.0)
 
 
@@ -119,13 +125,17 @@ def ae_loss(tl_tag: tf.Tensor, br_tag: tf.Tensor, mask: tf.Tensor) -> tuple[tf.T
     return pull, push
 
 
-def regr_loss(regr: tf.Tensor, gt_regr: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Smooth-L1 (beta 1) of gathered offsets ``[B, M, 2]`` over valid slots / (objects in batch + 1e-4)."""
+def regr_loss(
+    regr: tf.Tensor, gt_regr: tf.Tensor, mask: tf.Tensor, num_objects: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Smooth-L1 (beta 1) of gathered offsets ``[B, M, 2]`` over valid slots / (objects + 1e-4),
+    the objects of the whole batch (counted from ``mask`` unless given)."""
     regr, gt_regr, m = _f32(regr), _f32(gt_regr), _f32(mask)
     diff = regr - gt_regr
     abs_diff = tf.abs(diff)
     per_entry = tf.where(abs_diff < 1.0, 0.5 * tf.square(diff), abs_diff - 0.5)
-    return tf.reduce_sum(per_entry * m[:, :, None]) / (tf.reduce_sum(m) + NORM_EPS)
+    num_objects = tf.reduce_sum(m) if num_objects is None else _f32(num_objects)
+    return tf.reduce_sum(per_entry * m[:, :, None]) / (num_objects + NORM_EPS)
 
 
 def gather_feat(feature_map: tf.Tensor, inds: tf.Tensor) -> tf.Tensor:
@@ -141,14 +151,14 @@ def gather_feat(feature_map: tf.Tensor, inds: tf.Tensor) -> tf.Tensor:
 
 def split_stacks(outputs: Mapping[str, tf.Tensor | Sequence[tf.Tensor]]) -> dict[str, list]:
     """The six output maps as one list per key (one entry per stack), checked for completeness."""
-    missing = [k for k in _OUTPUT_KEYS if k not in outputs]
+    missing = [k for k in OUTPUT_KEYS if k not in outputs]
     if missing:
         raise KeyError(
-            f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(_OUTPUT_KEYS)})"
+            f"cornernet_loss: outputs lacks {', '.join(missing)} (needs {', '.join(OUTPUT_KEYS)})"
         )
     stacks = {
         k: list(outputs[k]) if isinstance(outputs[k], (list, tuple)) else [outputs[k]]
-        for k in _OUTPUT_KEYS
+        for k in OUTPUT_KEYS
     }
     counts = {k: len(v) for k, v in stacks.items()}
     if len(set(counts.values())) != 1 or counts["tl_heat"] == 0:
@@ -162,9 +172,21 @@ class UnknownLossTermError(KeyError, ValueError):
     """A loss weight for a term that does not exist (a KeyError for lookups, a ValueError for configs)."""
 
 
+def loss_weights(train: TrainConfig | None = None) -> dict[str, float]:
+    """The focal/pull/push/regr weights of a :class:`TrainConfig`: their one home (the defaults
+    1, 0.1, 0.1, 1 are the official ones)."""
+    train = train or TrainConfig()
+    return {
+        "focal": float(train.focal_weight),
+        "pull": float(train.pull_weight),
+        "push": float(train.push_weight),
+        "regr": float(train.regr_weight),
+    }
+
+
 def resolve_loss_weights(weights: Mapping[str, float] | None = None) -> dict[str, float]:
-    """focal/pull/push/regr weights with the official defaults for the missing ones."""
-    resolved = dict(DEFAULT_WEIGHTS)
+    """focal/pull/push/regr weights with :class:`TrainConfig`'s defaults for the missing ones."""
+    resolved = loss_weights()
     if weights:
         unknown = sorted(set(weights) - set(LOSS_TERMS))
         if unknown:
@@ -175,10 +197,24 @@ def resolve_loss_weights(weights: Mapping[str, float] | None = None) -> dict[str
     return resolved
 
 
+def batch_normalisers(targets: Mapping[str, tf.Tensor]) -> LossNormalisers:
+    """The :class:`LossNormalisers` of the batch in ``targets``."""
+
+    def positives(heatmap):
+        return tf.reduce_sum(tf.cast(tf.equal(_f32(heatmap), 1.0), tf.float32))
+
+    return LossNormalisers(
+        tl_positives=positives(targets["tl_heatmap"]),
+        br_positives=positives(targets["br_heatmap"]),
+        objects=tf.reduce_sum(_f32(targets["tag_mask"])),
+    )
+
+
 def cornernet_loss(
     outputs: Mapping[str, tf.Tensor | Sequence[tf.Tensor]],
     targets: Mapping[str, tf.Tensor],
     weights: Mapping[str, float] | None = None,
+    normalisers: LossNormalisers | None = None,
 ) -> dict[str, tf.Tensor]:
     """The official ``AELoss`` on full head maps, with its terms.
 
@@ -189,6 +225,9 @@ def cornernet_loss(
       targets: :func:`cornernet_tf.targets.encode_targets` output with a leading batch axis.
       weights: optional ``focal / pull / push / regr`` weights; defaults from
         :class:`cornernet_tf.config.TrainConfig` (1, 0.1, 0.1, 1).
+      normalisers: the counts the focal and offset terms divide by; by default those of this
+        batch (:func:`batch_normalisers`). The pull and push terms are sums over images and need
+        none.
 
     Returns float32 scalars: ``focal`` = weight x (focal loss summed over stacks and over both
     corner types); ``pull`` and ``push`` = weight x (sum over stacks); ``regr`` = weight x (smooth-L1
@@ -196,10 +235,11 @@ def cornernet_loss(
     the value the official ``AELoss`` returns for the same batch.
     """
     stacks = split_stacks(outputs)
-    missing = [k for k in _TARGET_KEYS if k not in targets]
+    missing = [k for k in TARGET_KEYS if k not in targets]
     if missing:
         raise KeyError(f"cornernet_loss: targets lacks {', '.join(missing)} (see encode_targets)")
     w = resolve_loss_weights(weights)
+    n = batch_normalisers(targets) if normalisers is None else normalisers
     mask = _f32(targets["tag_mask"])
     gt_tl_heat, gt_br_heat = _f32(targets["tl_heatmap"]), _f32(targets["br_heatmap"])
     gt_tl_regr, gt_br_regr = _f32(targets["tl_regr"]), _f32(targets["br_regr"])
@@ -208,8 +248,8 @@ def cornernet_loss(
     focal = pull = push = regr = tf.constant(0.0, tf.float32)
     num_stacks = len(stacks["tl_heat"])
     for s in range(num_stacks):
-        focal += focal_loss(stacks["tl_heat"][s], gt_tl_heat) + focal_loss(
-            stacks["br_heat"][s], gt_br_heat
+        focal += focal_loss(stacks["tl_heat"][s], gt_tl_heat, n.tl_positives) + focal_loss(
+            stacks["br_heat"][s], gt_br_heat, n.br_positives
         )
         stack_pull, stack_push = ae_loss(
             gather_feat(stacks["tl_tag"][s], tl_inds),
@@ -218,8 +258,10 @@ def cornernet_loss(
         )
         pull += stack_pull
         push += stack_push
-        regr += regr_loss(gather_feat(stacks["tl_regr"][s], tl_inds), gt_tl_regr, mask)
-        regr += regr_loss(gather_feat(stacks["br_regr"][s], br_inds), gt_br_regr, mask)
+        tl_offsets = gather_feat(stacks["tl_regr"][s], tl_inds)
+        br_offsets = gather_feat(stacks["br_regr"][s], br_inds)
+        regr += regr_loss(tl_offsets, gt_tl_regr, mask, n.objects)
+        regr += regr_loss(br_offsets, gt_br_regr, mask, n.objects)
 
     terms = {
         "focal": w["focal"] * focal,

@@ -7,12 +7,14 @@ from conftest import load_golden
 
 from cornernet_tf.config import TrainConfig
 from cornernet_tf.losses import (
-    DEFAULT_WEIGHTS,
     ae_loss,
+    batch_normalisers,
     cornernet_loss,
     focal_loss,
     gather_feat,
+    loss_weights,
     regr_loss,
+    resolve_loss_weights,
 )
 from cornernet_tf.targets import encode_targets
 
@@ -224,7 +226,8 @@ def test_weights_default_to_train_config_and_can_be_overridden():
     assert {
         "focal": config.focal_weight, "pull": config.pull_weight,
         "push": config.push_weight, "regr": config.regr_weight,
-    } == DEFAULT_WEIGHTS  # fmt: skip
+    } == loss_weights(config) == resolve_loss_weights(None)  # fmt: skip
+    assert loss_weights(TrainConfig(pull_weight=0.5))["pull"] == 0.5
     base = cornernet_loss(golden_outputs(), golden_targets())
     custom = cornernet_loss(golden_outputs(), golden_targets(), weights={"pull": 1.0, "regr": 2.0})
     assert float(custom["pull"]) == pytest.approx(10 * float(base["pull"]), rel=1e-6)
@@ -251,6 +254,26 @@ def test_single_stack_tensors_and_bad_structures():
         cornernet_loss(
             golden_outputs(), {k: v for k, v in golden_targets().items() if k != "tag_mask"}
         )
+
+
+def test_shards_with_global_normalisers_add_up_to_the_batch_loss():
+    """The one loss body, given the counts of the whole batch, gives each shard its share."""
+    outputs, targets = _small_problem([2, 0, 4, 1], np.random.default_rng(3))
+    full = cornernet_loss(outputs, targets)
+    normalisers = batch_normalisers(targets)
+    assert float(normalisers.objects) == 7.0
+    assert float(normalisers.tl_positives) == float(normalisers.br_positives) == 7.0
+    shards = []
+    for part in (slice(0, 1), slice(1, 4)):  # one image; three images, one of them empty
+        shard_outputs = {k: [m[part] for m in v] for k, v in outputs.items()}
+        shard_targets = {k: v[part] for k, v in targets.items()}
+        shards.append(cornernet_loss(shard_outputs, shard_targets, normalisers=normalisers))
+        alone = cornernet_loss(shard_outputs, shard_targets)
+        if part.start == 1:  # on its own, the shard divides by its own (smaller) counts
+            assert float(alone["focal"]) > float(shards[-1]["focal"])
+    for key in ("focal", "pull", "push", "regr", "total"):
+        summed = sum(float(shard[key]) for shard in shards)
+        assert summed == pytest.approx(float(full[key]), rel=1e-5), key
 
 
 def test_loss_in_tf_function_with_unknown_batch():

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cornernet_tf.inference.soft_nms import method_code, soft_nms, soft_nms_merge
+from cornernet_tf.detection.soft_nms import method_code, soft_nms, soft_nms_merge
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 F = np.float32

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from cornernet_tf.detection.decode_np import sigmoid
 from cornernet_tf.export import postprocess as pp
 from cornernet_tf.export.litert_runner import LiteRTDetector
 from cornernet_tf.export.tflite import (
@@ -119,7 +120,7 @@ def check_variants(model, paths, images, name):
                     key,
                 )
             heat_err = max(
-                float(np.max(np.abs(pp._sigmoid(maps[k]) - pp._sigmoid(expected_maps[k]))))
+                float(np.max(np.abs(sigmoid(maps[k]) - sigmoid(expected_maps[k]))))
                 for k in ("tl_heat", "br_heat")
             )
             agreement = box_agreement(fp32, runner.detect(image))

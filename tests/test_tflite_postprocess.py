@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cornernet_tf.config import TestConfig
 from cornernet_tf.decode import decode as tf_decode
 from cornernet_tf.export import postprocess as pp
 from cornernet_tf.inference.detector import rescale_detections
@@ -85,13 +86,13 @@ def test_select_applies_official_soft_nms_per_class_and_keeps_live_boxes():
         ],
         np.float32,
     )
-    out = pp.select(rows, pp.PostprocessConfig())
+    out = pp.select(rows, TestConfig())
     iou = (39 * 41) / (41 * 41 + 41 * 41 - 39 * 41)  # official +1 areas
     np.testing.assert_allclose(out["scores"], [0.9, 0.7, 0.8 * np.exp(-(iou**2) / 0.5)], rtol=1e-5)
     np.testing.assert_array_equal(out["classes"], [0, 1, 0])
-    capped = pp.select(rows, pp.PostprocessConfig(max_per_image=2))
+    capped = pp.select(rows, TestConfig(max_per_image=2))
     assert len(capped["scores"]) == 2
-    empty = pp.select(rows[3:], pp.PostprocessConfig())
+    empty = pp.select(rows[3:], TestConfig())
     assert empty["boxes"].shape == (0, 4) and empty["classes"].shape == (0,)
 
 
@@ -108,4 +109,3 @@ def test_postprocess_checks_its_inputs():
     grey, _ = pp.prepare_input(np.full((10, 12), 7, np.uint8), (127, 127), 4)
     rgba, _ = pp.prepare_input(np.full((10, 12, 4), 7, np.uint8), (127, 127), 4)
     np.testing.assert_array_equal(grey, rgba)
-    assert pp.PostprocessConfig.from_mapping({"top_k": 5, "scales": [1.0]}).top_k == 5

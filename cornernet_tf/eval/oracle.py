@@ -26,33 +26,26 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig, TestConfig
-from cornernet_tf.decode import decode
-from cornernet_tf.inference.detector import as_test_config, finalise, merge_flip, rescale_detections
-from cornernet_tf.inference.preprocess import (
+from cornernet_tf.detection.contract import CORNERS, OUTPUT_KEYS
+from cornernet_tf.detection.decode import decode
+from cornernet_tf.detection.finalise import finalise
+from cornernet_tf.detection.geometry import (
     ScaleGeometry,
-    as_rgb_uint8,
-    model_output_stride,
-    prepare_image,
+    boxes_to_input,
+    merge_flip,
+    rows_to_image,
 )
+from cornernet_tf.detection.settings import as_test_config, decode_settings
+from cornernet_tf.inference.preprocess import as_rgb_uint8, model_output_stride, prepare_image
 from cornernet_tf.targets import encode_targets
 
 ORACLE_MODES = ("heatmaps", "heatmaps+offsets")
 # Probabilities are clipped to [eps, 1 - eps] before the logit: float32 keeps 1 - 1e-6 apart
 # from the Gaussian values next to a peak, so plateaus do not appear.
 ORACLE_EPS = 1e-6
-_MAP_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
 
-
-def boxes_in_input(boxes: np.ndarray, geometry: ScaleGeometry, flipped: bool = False) -> np.ndarray:
-    """Boxes ``x1, y1, x2, y2`` in original-image pixels → pixels of the network input of ``geometry``
-    (the view mirrored left-right when ``flipped``)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * geometry.scale
-    top, left = float(geometry.border[0]), float(geometry.border[2])
-    out = boxes + np.array([left, top, left, top])
-    if flipped:
-        width = float(geometry.inp_hw[1])
-        out = np.stack([width - out[:, 2], out[:, 1], width - out[:, 0], out[:, 3]], axis=1)
-    return out
+# The box placement of the test input; the name stays importable from here.
+boxes_in_input = boxes_to_input
 
 
 def ground_truth_maps(
@@ -65,7 +58,7 @@ def ground_truth_maps(
 ) -> dict:
     """:func:`encode_targets` for one view of the test input (see the module docstring)."""
     data_config = data_config or DataConfig()
-    boxes_in = boxes_in_input(boxes, geometry, flipped)
+    boxes_in = boxes_to_input(boxes, geometry, flipped)
     classes = np.asarray(classes, np.int32).reshape(-1)
     return encode_targets(
         boxes_in,
@@ -126,28 +119,21 @@ class OracleDetector:
 
     def _forward_fn(self, images):
         outputs = self.model(images, training=False, stacks="last")
-        return {key: outputs[key][-1] for key in _MAP_KEYS}
+        return {key: outputs[key][-1] for key in OUTPUT_KEYS}
 
     def _decode_fn(self, maps):
-        cfg = self.config
-        return decode(
-            *(maps[key] for key in _MAP_KEYS),
-            K=cfg.top_k,
-            kernel=cfg.nms_kernel,
-            ae_threshold=cfg.ae_threshold,
-            num_dets=cfg.num_dets,
-        )
+        return decode(*(maps[key] for key in OUTPUT_KEYS), **decode_settings(self.config))
 
     def oracle_maps(self, predicted: dict, boxes, classes, geometry: ScaleGeometry) -> dict:
         """The predicted maps of all views with heatmaps (and offsets) replaced by ground truth."""
         views = int(predicted["tl_heat"].shape[0])
-        maps = {key: [] for key in _MAP_KEYS}
+        maps = {key: [] for key in OUTPUT_KEYS}
         for view in range(views):
             gt = ground_truth_maps(
                 boxes, classes, geometry, self.num_classes, view == 1, self.data_config
             )
             count = int(len(np.asarray(classes).reshape(-1)))
-            for corner in ("tl", "br"):
+            for corner in CORNERS:
                 maps[f"{corner}_heat"].append(probability_to_logit(gt[f"{corner}_heatmap"]))
                 maps[f"{corner}_tag"].append(predicted[f"{corner}_tag"][view])
                 regr = predicted[f"{corner}_regr"][view]
@@ -171,5 +157,5 @@ class OracleDetector:
             merged = (
                 merge_flip(decoded, geometry.out_hw[1]) if self.config.flip else decoded[0].copy()
             )
-            rows.append(rescale_detections(merged, geometry))
+            rows.append(rows_to_image(merged, geometry))
         return finalise(np.concatenate(rows, axis=0), self.config)

@@ -2,7 +2,8 @@
 
 Needs NumPy, ``ai-edge-litert`` and this package, not TensorFlow: the interpreter runs the network
 at its fixed input size, :mod:`cornernet_tf.export.postprocess` does the rest (canvas placement,
-decoding, soft-NMS), configured by the JSON written beside the model.
+decoding, soft-NMS), configured by the JSON written beside the model (its ``postprocess`` entry
+holds the ``TestConfig`` fields that apply).
 
     detector = LiteRTDetector("squeeze_int8.tflite", num_threads=2)
     result = detector.detect(rgb_uint8_image)   # boxes (x1, y1, x2, y2 pixels), scores, classes, category_ids
@@ -15,6 +16,8 @@ import os
 
 import numpy as np
 
+from cornernet_tf.detection.contract import OUTPUT_KEYS
+from cornernet_tf.detection.settings import as_test_config
 from cornernet_tf.export import postprocess as pp
 
 METADATA_FORMAT = "cornernet-tflite/1"
@@ -62,7 +65,8 @@ class LiteRTDetector:
         self.output_stride = int(self.metadata["output_stride"])
         self.category_ids = np.asarray(self.metadata["category_ids"], np.int64)
         self.class_names = list(self.metadata.get("class_names") or [])
-        self.config = pp.PostprocessConfig.from_mapping(self.metadata.get("postprocess"))
+        # The test settings the export recorded (a TestConfig; defaults for fields it lacks).
+        self.config = as_test_config(self.metadata.get("postprocess") or {})
         actual = self._runner.get_input_details()["images"]
         if tuple(actual["shape"]) != tuple(shape) or actual["dtype"] != np.uint8:
             raise ValueError(
@@ -79,7 +83,7 @@ class LiteRTDetector:
                 f"got {canvas.dtype} {canvas.shape}"
             )
         outputs = self._runner(images=canvas)
-        return {name: np.array(outputs[name], np.float32) for name in pp.MAP_NAMES}
+        return {name: np.array(outputs[name], np.float32) for name in OUTPUT_KEYS}
 
     def detect(self, image) -> dict:
         """Detections for one RGB uint8 image: ``boxes`` [N, 4] (x1, y1, x2, y2 pixels), ``scores``,

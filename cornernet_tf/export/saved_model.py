@@ -1,7 +1,7 @@
 """SavedModel export for TF Serving: pre-processing, the network and the whole test procedure in one graph.
 
 ``export_saved_model`` writes ``OUT/<version>/saved_model.pb + variables/`` (the layout TF Serving
-watches). The graph runs :func:`cornernet_tf.inference.graph_detector.detect_images`: resize and
+watches). The graph runs :class:`cornernet_tf.inference.graph_detector.GraphDetector`: resize and
 pad to ``size | 127``, normalise, the image and its mirror through the network, decode, flip merge,
 soft-NMS (``tf.image.non_max_suppression_with_scores``), the best ``max_detections``. Only core TF
 ops: corner pooling uses ``impl="tf"`` (``export.corner_pool_impl``), so stock TF Serving and any
@@ -61,11 +61,12 @@ def build_serving_module(
     """
     import tensorflow as tf
 
-    from cornernet_tf.inference.graph_detector import detect_images
+    from cornernet_tf.detection.contract import PAD_CLASS, YXYX_ORDER
+    from cornernet_tf.inference.graph_detector import GraphDetector
 
-    # Index 0 is the padding class (-1 + 1).
+    # Classes are shifted by one so that the padding class (-1) reads PAD_CATEGORY.
     lookup = tf.constant([PAD_CATEGORY] + [int(c) for c in category_ids], tf.float32)
-    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    detector = GraphDetector(model, test_config, max_detections, mean, std)
 
     def detect(images):
         shape = tf.shape(images)
@@ -77,15 +78,14 @@ def build_serving_module(
         ]
         with tf.control_dependencies(checks):
             images = tf.identity(images)
-        out = detect_images(model, images, test_config, max_detections, mean, std)
+        out = detector.detect(images)
+        # The serving boundary: pixels x1 y1 x2 y2 -> normalised ymin xmin ymax xmax.
         size = tf.cast(tf.stack([shape[1], shape[2], shape[1], shape[2]]), tf.float32)
-        boxes = (
-            tf.gather(out["boxes"], [1, 0, 3, 2], axis=-1) / size
-        )  # x1 y1 x2 y2 px -> ymin xmin ymax xmax
+        boxes = tf.gather(out["boxes"], list(YXYX_ORDER), axis=-1) / size
         return {
             "detection_boxes": boxes,
             "detection_scores": out["scores"],
-            "detection_classes": tf.gather(lookup, out["classes"] + 1),
+            "detection_classes": tf.gather(lookup, out["classes"] - PAD_CLASS),
             "num_detections": tf.cast(out["num_detections"], tf.float32),
         }
 

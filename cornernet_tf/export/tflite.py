@@ -21,7 +21,6 @@ the canvas exactly as at inference; input stays uint8 and outputs float32).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import json
 import os
@@ -30,14 +29,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cornernet_tf.detection.contract import OUTPUT_KEYS
+from cornernet_tf.detection.settings import fixed_size_settings
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.litert_runner import METADATA_FORMAT, metadata_path, read_metadata  # noqa: F401
-from cornernet_tf.export.postprocess import (
-    MAP_NAMES,
-    PostprocessConfig,
-    prepare_input,
-    valid_input_size,
-)
+from cornernet_tf.export.postprocess import prepare_input, valid_input_size
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -86,7 +82,7 @@ def network_module(model, input_hw: Sequence[int]):
 
     def serve(images):
         outputs = model(images, training=False, stacks="last")
-        return {name: tf.identity(outputs[name][-1], name=name) for name in MAP_NAMES}
+        return {name: tf.identity(outputs[name][-1], name=name) for name in OUTPUT_KEYS}
 
     spec = tf.TensorSpec([1, int(input_hw[0]), int(input_hw[1]), 3], tf.uint8, name="images")
     module.serve = tf.function(serve, input_signature=[spec])
@@ -324,13 +320,13 @@ def convert_variants(
                 },
                 "outputs": {
                     name: [1, out_hw[0], out_hw[1], channels[name.split("_")[1]]]
-                    for name in MAP_NAMES
+                    for name in OUTPUT_KEYS
                 },
                 "output_stride": stride,
                 "num_classes": cfg.model.num_classes,
                 "class_names": list(info.class_names),
                 "category_ids": list(info.category_ids),
-                "postprocess": dataclasses.asdict(PostprocessConfig.from_mapping(cfg.test)),
+                "postprocess": fixed_size_settings(cfg.test),
                 "representative_images": len(representative or []) if quantize == "int8" else 0,
                 "operators": list_operators(flatbuffer),
             }

@@ -17,115 +17,16 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig, load_config
-from cornernet_tf.decode import decode_outputs
-from cornernet_tf.inference.preprocess import (
-    ScaleGeometry,
-    as_rgb_uint8,
-    model_output_stride,
-    prepare_image,
-)
-from cornernet_tf.inference.soft_nms import soft_nms, soft_nms_merge
+from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
+from cornernet_tf.detection.contract import CORNERS
+from cornernet_tf.detection.decode import decode_outputs
+from cornernet_tf.detection.finalise import finalise, keep_top, per_class_soft_nms  # noqa: F401
+from cornernet_tf.detection.geometry import ScaleGeometry, merge_flip, rows_to_image
+from cornernet_tf.detection.settings import as_test_config, decode_settings
+from cornernet_tf.inference.preprocess import as_rgb_uint8, model_output_stride, prepare_image
 
-# Detection rows are [x1, y1, x2, y2, score, tl_score, br_score, class].
-SCORE, CLASS = 4, 7
-REJECTED = -1.0
-
-
-def as_test_config(test_config: TestConfig | dict | None) -> TestConfig:
-    """A validated :class:`TestConfig` from a TestConfig, a dict of its fields, or None (defaults)."""
-    if test_config is None:
-        config = TestConfig()
-    elif isinstance(test_config, TestConfig):
-        config = test_config
-    elif isinstance(test_config, dict):
-        config = load_config({"test": dict(test_config)}).test
-    else:
-        raise TypeError(
-            f"test_config must be a TestConfig, a dict or None, got {type(test_config).__name__}"
-        )
-    config.validate("test")
-    return config
-
-
-def merge_flip(dets: np.ndarray, out_width: int) -> np.ndarray:
-    """[2, n, 8] decoded rows of (image, mirror) → [2n, 8]; the mirror's x are reflected with
-    ``out_w - x`` (not ``out_w - 1 - x``), as the official test does."""
-    dets = np.array(dets, np.float32, copy=True)
-    x1, x2 = dets[1, :, 0].copy(), dets[1, :, 2].copy()
-    dets[1, :, 0] = out_width - x2
-    dets[1, :, 2] = out_width - x1
-    return dets.reshape(-1, dets.shape[-1])
-
-
-def rescale_detections(dets: np.ndarray, geometry: ScaleGeometry) -> np.ndarray:
-    """Output-map rows → original-image pixels, in place (official ``_rescale_dets`` then ÷ scale):
-    ÷ ratio, minus the border, clipped to ``[0, new size]`` (not ``size - 1``), ÷ scale."""
-    ratios = geometry.ratios
-    xs, ys = dets[:, 0:4:2], dets[:, 1:4:2]
-    xs /= ratios[1]
-    ys /= ratios[0]
-    xs -= geometry.border[2]
-    ys -= geometry.border[0]
-    np.clip(xs, 0, geometry.sizes[1], out=xs)
-    np.clip(ys, 0, geometry.sizes[0], out=ys)
-    dets[:, 0:4] /= np.float32(geometry.scale)
-    return dets
-
-
-def per_class_soft_nms(dets: np.ndarray, config: TestConfig) -> list:
-    """Official per-class soft-NMS on [M, 8] rows (rejected rows already dropped).
-
-    Returns ``[(class, rows [n, 5])]`` in class order. Each class keeps **all** its rows after the
-    in-place soft-NMS, including the stale rows past the live count: the official test ignores
-    the returned keep list.
-    """
-    out = []
-    classes = dets[:, CLASS]
-    for cls in np.unique(classes):
-        boxes = np.ascontiguousarray(dets[classes == cls, 0:7], np.float32)
-        kwargs = dict(
-            sigma=config.nms_sigma,
-            Nt=config.nms_threshold,
-            threshold=config.score_threshold,
-            method=config.nms_algorithm,
-        )
-        if config.merge_bbox:
-            soft_nms_merge(boxes, weight_exp=config.weight_exp, **kwargs)
-        else:
-            soft_nms(boxes, **kwargs)
-        out.append((int(cls), boxes[:, 0:5]))
-    return out
-
-
-def keep_top(per_class: list, max_per_image: int) -> list:
-    """Official cap: keep rows whose score is >= the ``max_per_image``-th largest (ties keep more)."""
-    if not per_class:
-        return per_class
-    scores = np.concatenate([rows[:, 4] for _, rows in per_class])
-    if len(scores) <= max_per_image:
-        return per_class
-    kth = len(scores) - max_per_image
-    thresh = np.partition(scores, kth)[kth]
-    return [(cls, rows[rows[:, 4] >= thresh]) for cls, rows in per_class]
-
-
-def finalise(dets: np.ndarray, config: TestConfig) -> dict:
-    """All scales' rows [M, 8] → the final detections (dict of NumPy arrays, best score first)."""
-    dets = dets[dets[:, SCORE] > REJECTED]
-    per_class = keep_top(per_class_soft_nms(dets, config), config.max_per_image)
-    if per_class:
-        rows = np.concatenate([r for _, r in per_class])
-        classes = np.concatenate([np.full(len(r), c, np.int64) for c, r in per_class])
-    else:
-        rows, classes = np.zeros((0, 5), np.float32), np.zeros((0,), np.int64)
-    order = np.argsort(-rows[:, 4], kind="stable")
-    return {
-        "boxes": rows[order, 0:4].astype(np.float32),
-        "scores": rows[order, 4].astype(np.float32),
-        "classes": classes[order],
-    }
-
+# The official map-back under its former name, for existing imports.
+rescale_detections = rows_to_image
 
 _FORWARD_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -137,23 +38,15 @@ def forward_decode_fn(model, config: TestConfig, jit_compile: bool = False):
     Traced once with unknown sizes (every test scale and image size reuses it; with XLA, once per
     size) and cached per model and decode settings, so several Detectors on one model share it.
     """
-    key = (
-        config.top_k,
-        config.nms_kernel,
-        float(config.ae_threshold),
-        config.num_dets,
-        bool(jit_compile),
-    )
+    settings = decode_settings(config)
+    key = (*settings.values(), bool(jit_compile))
     per_model = _FORWARD_FUNCTIONS.setdefault(model, {})
     if key not in per_model:
         model_ref = weakref.ref(model)
-        top_k, kernel, ae_threshold, num_dets = key[:4]
 
         def forward_decode(images):
             outputs = model_ref()(images, training=False, stacks="last")
-            return decode_outputs(
-                outputs, K=top_k, kernel=kernel, ae_threshold=ae_threshold, num_dets=num_dets
-            )
+            return decode_outputs(outputs, **settings)
 
         if jit_compile:  # XLA wants static shapes: one compiled program per input size
             per_model[key] = tf.function(forward_decode, jit_compile=True)
@@ -207,7 +100,7 @@ class Detector:
 
     def _map_back(self, dets: np.ndarray, geometry: ScaleGeometry) -> np.ndarray:
         rows = merge_flip(dets, geometry.out_hw[1]) if dets.shape[0] == 2 else dets[0].copy()
-        return rescale_detections(rows, geometry)
+        return rows_to_image(rows, geometry)
 
     # ------------------------------------------------------------------ public API
     def detect_scale(self, image, scale: float) -> dict:
@@ -280,7 +173,7 @@ class Detector:
         outputs = self.model(tf.constant(net_input[None]), training=False, stacks="last")
         top, bottom, left, right = (float(v) for v in geometry.border)
         out = {}
-        for name in ("tl", "br"):
+        for name in CORNERS:
             heat = tf.sigmoid(tf.cast(outputs[f"{name}_heat"][-1], tf.float32))
             full = tf.image.resize(
                 tf.reduce_max(heat, axis=-1, keepdims=True), geometry.inp_hw, method="bilinear"

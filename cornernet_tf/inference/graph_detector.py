@@ -2,8 +2,9 @@
 
 Same steps as :class:`~cornernet_tf.inference.detector.Detector`, written with core TF ops only so
 that a SavedModel runs them for images of any size: bilinear resize, padding to ``size | 127``,
-normalisation, the mirrored copy, the network, :func:`~cornernet_tf.decode.decode`, the flip
-merge, mapping back to image pixels, and soft-NMS over all classes at once.
+normalisation, the mirrored copy, the network, :func:`~cornernet_tf.detection.decode.decode`,
+the flip merge, mapping back to image pixels (:mod:`cornernet_tf.detection.geometry_tf`), and
+soft-NMS over all classes at once. :class:`GraphDetector` is what the SavedModel export runs.
 
 Differences from the official (NumPy) procedure, by design (docs/method.md §7):
 
@@ -30,74 +31,38 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
-from cornernet_tf.decode import decode_outputs
-from cornernet_tf.inference.detector import as_test_config
-from cornernet_tf.inference.preprocess import SIZE_MASK, model_output_stride
-
-# Value of padded class entries (no detection).
-PAD_CLASS = -1
-
-
-def _scaled_size(size: tf.Tensor, scale: float) -> tf.Tensor:
-    """``int(size * scale)`` as the official code computes it (float64 product, truncated)."""
-    new = tf.cast(tf.floor(tf.cast(size, tf.float64) * scale), tf.int32)
-    return tf.maximum(new, 1)
-
-
-def _place_1d(new: tf.Tensor):
-    """Official ``crop_image`` along one axis: (input size, offset of the image, copied length)."""
-    inp = tf.bitwise.bitwise_or(new, SIZE_MASK)
-    centre = new // 2
-    copied = tf.minimum(centre + inp // 2, new)
-    return inp, inp // 2 - centre, copied
+from cornernet_tf.detection import geometry_tf
+from cornernet_tf.detection.contract import (
+    BOX,
+    CLASS,
+    PAD_CLASS,
+    REJECTED_SCORE,
+    SCORE,
+    X1,
+    X2,
+    Y1,
+    Y2,
+)
+from cornernet_tf.detection.decode import decode_outputs
+from cornernet_tf.detection.settings import as_test_config, decode_settings
+from cornernet_tf.inference.preprocess import model_output_stride
 
 
 def preprocess_batch(images: tf.Tensor, scale: float, mean, std, output_stride: int = 4):
-    """uint8 [B,H,W,3] → (normalised input [B,inp_h,inp_w,3], geometry dict) for one scale."""
+    """uint8 [B,H,W,3] → (normalised input [B,inp_h,inp_w,3], geometry dict) for one scale;
+    the geometry is :func:`cornernet_tf.detection.geometry_tf.scale_geometry`'s."""
     shape = tf.shape(images)
-    new_h, new_w = _scaled_size(shape[1], scale), _scaled_size(shape[2], scale)
+    geometry = geometry_tf.scale_geometry(shape[1], shape[2], scale, output_stride)
     resized = tf.image.resize(
-        tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=False
+        tf.cast(images, tf.float32), geometry["new_hw"], method="bilinear", antialias=False
     )
     resized = tf.clip_by_value(tf.floor(resized + 0.5), 0.0, 255.0)  # OpenCV returns uint8
-    inp_h, top, copy_h = _place_1d(new_h)
-    inp_w, left, copy_w = _place_1d(new_w)
+    copy_h, copy_w = geometry["copy_hw"][0], geometry["copy_hw"][1]
+    inp_h, inp_w = geometry["inp_hw"][0], geometry["inp_hw"][1]
+    top, left = geometry["border"][0], geometry["border"][2]
     canvas = tf.image.pad_to_bounding_box(resized[:, :copy_h, :copy_w], top, left, inp_h, inp_w)
     normalised = (canvas / 255.0 - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-    geometry = {
-        "new_hw": tf.cast(tf.stack([new_h, new_w]), tf.float32),
-        "inp_hw": tf.stack([inp_h, inp_w]),
-        "out_hw": tf.stack([-(-inp_h // output_stride), -(-inp_w // output_stride)]),
-        "top_left": tf.cast(tf.stack([top, left]), tf.float32),
-    }
     return normalised, geometry
-
-
-def map_back(dets: tf.Tensor, geometry: dict, scale: float) -> tf.Tensor:
-    """Rows [B, n, 8] in output-map pixels → original-image pixels (official ``_rescale_dets``)."""
-    ratio = tf.cast(geometry["out_hw"], tf.float32) / tf.cast(geometry["inp_hw"], tf.float32)
-    xs = tf.stack([dets[..., 0], dets[..., 2]], -1) / ratio[1] - geometry["top_left"][1]
-    ys = tf.stack([dets[..., 1], dets[..., 3]], -1) / ratio[0] - geometry["top_left"][0]
-    xs = tf.clip_by_value(xs, 0.0, geometry["new_hw"][1]) / scale
-    ys = tf.clip_by_value(ys, 0.0, geometry["new_hw"][0]) / scale
-    boxes = tf.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], -1)
-    return tf.concat([boxes, dets[..., 4:]], -1)
-
-
-def merge_flip_batch(dets: tf.Tensor, batch: tf.Tensor, out_w: tf.Tensor) -> tf.Tensor:
-    """Decoded rows of [images; mirrored images] [2B, n, 8] → [B, 2n, 8], mirror x = out_w - x."""
-    plain, mirrored = dets[:batch], dets[batch:]
-    out_w = tf.cast(out_w, dets.dtype)
-    mirrored = tf.concat(
-        [
-            out_w - mirrored[..., 2:3],
-            mirrored[..., 1:2],
-            out_w - mirrored[..., 0:1],
-            mirrored[..., 3:],
-        ],
-        -1,
-    )
-    return tf.concat([plain, mirrored], axis=1)
 
 
 def soft_nms_all_classes(
@@ -113,11 +78,13 @@ def soft_nms_all_classes(
     ``plus_one_iou`` the boxes given to TF's IoU are ``x2 + 1, y2 + 1``, which reproduces the
     official ``(x2 - x1 + 1)`` areas and intersections (zero-width boxes then overlap too).
     """
-    scores = tf.where(dets[:, 4] > -1.0, dets[:, 4], tf.zeros_like(dets[:, 4]))
-    classes = tf.cast(dets[:, 7], tf.int32)
+    scores = tf.where(
+        dets[:, SCORE] > REJECTED_SCORE, dets[:, SCORE], tf.zeros_like(dets[:, SCORE])
+    )
+    classes = tf.cast(dets[:, CLASS], tf.int32)
     shift = tf.cast(classes, tf.float32)[:, None] * class_offset
     one = 1.0 if plus_one_iou else 0.0
-    yx = tf.stack([dets[:, 1], dets[:, 0], dets[:, 3] + one, dets[:, 2] + one], -1) + shift
+    yx = tf.stack([dets[:, Y1], dets[:, X1], dets[:, Y2] + one, dets[:, X2] + one], -1) + shift
     if config.nms_algorithm == "exp":
         iou_threshold, sigma = 1.0, config.nms_sigma / 2.0
     else:  # hard NMS
@@ -132,75 +99,13 @@ def soft_nms_all_classes(
     )
     count = tf.shape(keep)[0]
     pad = max_detections - count
-    boxes = tf.pad(tf.gather(dets[:, 0:4], keep), [[0, pad], [0, 0]])
+    boxes = tf.pad(tf.gather(dets[:, BOX], keep), [[0, pad], [0, 0]])
     kept_scores = tf.pad(kept_scores, [[0, pad]])
     kept_classes = tf.pad(tf.gather(classes, keep), [[0, pad]], constant_values=PAD_CLASS)
     boxes.set_shape([max_detections, 4])
     kept_scores.set_shape([max_detections])
     kept_classes.set_shape([max_detections])
     return boxes, kept_scores, kept_classes, count
-
-
-def detect_images(
-    model,
-    images: tf.Tensor,
-    test_config: TestConfig | dict | None = None,
-    max_detections: int = None,
-    mean: Sequence[float] = COCO_MEAN_RGB,
-    std: Sequence[float] = COCO_STD_RGB,
-    plus_one_iou: bool = False,
-) -> dict:
-    """The whole procedure on a batch of uint8 RGB images [B, H, W, 3] (equal sizes), in TF ops.
-
-    Returns ``boxes`` [B, max_detections, 4] (x1, y1, x2, y2 image pixels), ``scores``
-    [B, max_detections], ``classes`` [B, max_detections] int32 (0-based, -1 for padding) and
-    ``num_detections`` [B] int32, best first.
-    """
-    config = as_test_config(test_config)
-    _check_graph_config(config)
-    max_detections = int(max_detections or config.max_per_image)
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.uint8:
-        raise ValueError(
-            f"detect_images expects uint8 images [B, H, W, 3], got dtype {images.dtype.name}"
-        )
-    if images.shape.rank is not None and (
-        images.shape.rank != 4 or images.shape[-1] not in (None, 3)
-    ):
-        raise ValueError(f"detect_images expects images of shape [B, H, W, 3], got {images.shape}")
-    batch = tf.shape(images)[0]
-    per_scale = []
-    for scale in config.scales:
-        inputs, geometry = preprocess_batch(
-            images, float(scale), mean, std, model_output_stride(model)
-        )
-        if config.flip:
-            inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
-        outputs = model(inputs, training=False, stacks="last")
-        dets = decode_outputs(
-            outputs,
-            K=config.top_k,
-            kernel=config.nms_kernel,
-            ae_threshold=config.ae_threshold,
-            num_dets=config.num_dets,
-        )
-        if config.flip:
-            dets = merge_flip_batch(dets, batch, geometry["out_hw"][1])
-        per_scale.append(map_back(dets, geometry, float(scale)))
-    dets = tf.concat(per_scale, axis=1)
-    # Classes are moved this far apart so that boxes of different classes never overlap.
-    class_offset = tf.cast(tf.reduce_max(tf.shape(images)[1:3]), tf.float32) + 2.0
-    boxes, scores, classes, counts = tf.map_fn(
-        lambda d: soft_nms_all_classes(d, config, max_detections, class_offset, plus_one_iou),
-        dets,
-        fn_output_signature=(
-            tf.TensorSpec([max_detections, 4], tf.float32),
-            tf.TensorSpec([max_detections], tf.float32),
-            tf.TensorSpec([max_detections], tf.int32),
-            tf.TensorSpec([], tf.int32),
-        ),
-    )
-    return {"boxes": boxes, "scores": scores, "classes": classes, "num_detections": counts}
 
 
 def _check_graph_config(config: TestConfig) -> None:
@@ -217,19 +122,36 @@ def _check_graph_config(config: TestConfig) -> None:
         )
 
 
-class GraphDetector(tf.Module):
-    """Exportable detector: ``detector(images)`` on uint8 RGB ``[B, H, W, 3]`` of any size.
+def _check_images(images: tf.Tensor) -> tf.Tensor:
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.uint8:
+        raise ValueError(
+            f"detect_images expects uint8 images [B, H, W, 3], got dtype {images.dtype.name}"
+        )
+    if images.shape.rank is not None and (
+        images.shape.rank != 4 or images.shape[-1] not in (None, 3)
+    ):
+        raise ValueError(f"detect_images expects images of shape [B, H, W, 3], got {images.shape}")
+    return images
 
-    ``__call__`` is a ``tf.function`` with an unknown-size input signature, ready for
+
+class GraphDetector(tf.Module):
+    """The test procedure in TF ops on uint8 RGB ``[B, H, W, 3]`` of any size (equal sizes per batch).
+
+    :meth:`detect` traces into any graph (the SavedModel export builds its signatures on it);
+    ``__call__`` is the same as a ``tf.function`` with an unknown-size input signature, ready for
     ``tf.saved_model.save(detector, path, signatures={"serving_default": detector.__call__})``.
-    Outputs are those of :func:`detect_images`.
+
+    Returns ``boxes`` [B, max_detections, 4] (x1, y1, x2, y2 image pixels), ``scores``
+    [B, max_detections], ``classes`` [B, max_detections] int32 (0-based, -1 for padding) and
+    ``num_detections`` [B] int32, best first.
     """
 
     def __init__(
         self,
         model,
         test_config: TestConfig | dict | None = None,
-        max_detections: int = None,
+        max_detections: int | None = None,
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
         plus_one_iou: bool = False,
@@ -244,18 +166,54 @@ class GraphDetector(tf.Module):
         self.std = tuple(float(v) for v in std)
         self.plus_one_iou = bool(plus_one_iou)
 
+    def detect(self, images: tf.Tensor) -> dict:
+        """The whole procedure on a batch (see the class docstring)."""
+        images = _check_images(images)
+        config, max_detections = self.config, self.max_detections
+        batch = tf.shape(images)[0]
+        per_scale = []
+        for scale in config.scales:
+            inputs, geometry = preprocess_batch(
+                images, float(scale), self.mean, self.std, model_output_stride(self.model)
+            )
+            if config.flip:
+                inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+            outputs = self.model(inputs, training=False, stacks="last")
+            dets = decode_outputs(outputs, **decode_settings(config))
+            if config.flip:
+                dets = geometry_tf.merge_flip(dets, batch, geometry["out_hw"][1])
+            per_scale.append(geometry_tf.rows_to_image(dets, geometry, float(scale)))
+        dets = tf.concat(per_scale, axis=1)
+        # Classes are moved this far apart so that boxes of different classes never overlap.
+        class_offset = tf.cast(tf.reduce_max(tf.shape(images)[1:3]), tf.float32) + 2.0
+        boxes, scores, classes, counts = tf.map_fn(
+            lambda d: soft_nms_all_classes(
+                d, config, max_detections, class_offset, self.plus_one_iou
+            ),
+            dets,
+            fn_output_signature=(
+                tf.TensorSpec([max_detections, 4], tf.float32),
+                tf.TensorSpec([max_detections], tf.float32),
+                tf.TensorSpec([max_detections], tf.int32),
+                tf.TensorSpec([], tf.int32),
+            ),
+        )
+        return {"boxes": boxes, "scores": scores, "classes": classes, "num_detections": counts}
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def __call__(self, images):
-        with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", RuntimeWarning
-            )  # merge_bbox was reported at construction
-            return detect_images(
-                self.model,
-                images,
-                self.config,
-                self.max_detections,
-                self.mean,
-                self.std,
-                self.plus_one_iou,
-            )
+        return self.detect(images)
+
+
+def detect_images(
+    model,
+    images: tf.Tensor,
+    test_config: TestConfig | dict | None = None,
+    max_detections: int | None = None,
+    mean: Sequence[float] = COCO_MEAN_RGB,
+    std: Sequence[float] = COCO_STD_RGB,
+    plus_one_iou: bool = False,
+) -> dict:
+    """``GraphDetector(model, ...).detect(images)``: the procedure once, eagerly or while tracing."""
+    detector = GraphDetector(model, test_config, max_detections, mean, std, plus_one_iou)
+    return detector.detect(images)

@@ -1,74 +1,31 @@
 """Test-time pre-processing of the official code (test/coco.py), in NumPy.
 
-For every scale the image is resized to ``int(H·s) x int(W·s)``, placed in the centre of a zero
-canvas of ``size | 127`` per axis (``utils/image.py:crop_image``), scaled to [0, 1] and
-normalised. The geometry needed to map boxes back (border, ratios, sizes) is returned with it.
+For every scale the image is resized to ``int(H·s) x int(W·s)`` with OpenCV's bilinear arithmetic,
+placed in the centre of a zero canvas of ``size | 127`` per axis (the placement of
+:mod:`cornernet_tf.detection.geometry`), scaled to [0, 1] and normalised. The geometry needed to
+map boxes back is returned with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB
 
-# Input sizes are padded to ``size | SIZE_MASK`` (docs/method.md §2: 128k - 1).
-SIZE_MASK = 127
-
-
-@dataclass(frozen=True)
-class ScaleGeometry:
-    """Where a resized image sits in the network input, for one test scale."""
-
-    scale: float
-    new_hw: tuple  # resized image (int(H·s), int(W·s))
-    inp_hw: tuple  # network input, new | 127
-    out_hw: tuple  # output maps, ceil(inp / stride): (inp + 1) // 4 for the hourglass
-    border: np.ndarray  # float32 [top, bottom, left, right] of the image inside the input
-    copy_hw: tuple  # rows/cols of the resized image that are copied (the official crop)
-
-    @property
-    def ratios(self) -> np.ndarray:
-        """float32 (out_h / inp_h, out_w / inp_w), as the official code stores them."""
-        return np.array(
-            [self.out_hw[0] / self.inp_hw[0], self.out_hw[1] / self.inp_hw[1]], np.float32
-        )
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.array(self.new_hw, np.float32)
+# The placement geometry has its home in detection/; these names stay importable from here.
+from cornernet_tf.detection.geometry import (  # noqa: F401
+    SIZE_MASK,
+    ScaleGeometry,
+    place_in_canvas,
+    scale_geometry,
+)
 
 
 def model_output_stride(model) -> int:
     """The down-sampling of ``model`` (4 unless its config says otherwise, e.g. 8 for Squeeze)."""
     return int(getattr(getattr(model, "model_config", None), "output_stride", 4))
-
-
-def scale_geometry(height: int, width: int, scale: float, output_stride: int = 4) -> ScaleGeometry:
-    """Sizes and borders of the official ``kp_detection`` + ``crop_image`` for one scale.
-
-    ``output_stride`` is the network's down-sampling (``ModelConfig.output_stride``)."""
-    new_h, new_w = int(height * scale), int(width * scale)
-    if new_h < 1 or new_w < 1:
-        raise ValueError(f"scale {scale} makes the {height}x{width} image empty ({new_h}x{new_w})")
-    inp_h, inp_w = new_h | SIZE_MASK, new_w | SIZE_MASK
-    rows = []
-    for new, inp in ((new_h, inp_h), (new_w, inp_w)):
-        centre = new // 2
-        lo, hi = max(0, centre - inp // 2), min(centre + inp // 2, new)
-        before, after = centre - lo, hi - centre
-        rows.append((inp // 2 - before, inp // 2 + after, hi - lo))
-    (top, bottom, copy_h), (left, right, copy_w) = rows
-    return ScaleGeometry(
-        scale=float(scale),
-        new_hw=(new_h, new_w),
-        inp_hw=(inp_h, inp_w),
-        out_hw=(-(-inp_h // output_stride), -(-inp_w // output_stride)),
-        border=np.array([top, bottom, left, right], np.float32),
-        copy_hw=(copy_h, copy_w),
-    )
 
 
 # OpenCV's fixed-point bilinear resize of 8-bit images: coefficients carry 11 fractional bits.
@@ -121,18 +78,6 @@ def resize_bilinear(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
         bottom = (rows[y1] >> 4) * b1[:, None, None] >> 16
         out = (top + bottom + 2) >> 2
     return np.clip(out, 0, 255).astype(np.uint8).reshape((new_h, new_w) + image.shape[2:])
-
-
-def place_in_canvas(image: np.ndarray, geometry: ScaleGeometry) -> np.ndarray:
-    """Official ``crop_image`` at test time: the image centred in a zero canvas of ``inp_hw``.
-
-    When ``new == new | 127`` the official code copies one row/column less; kept on purpose.
-    """
-    canvas = np.zeros(geometry.inp_hw + image.shape[2:], image.dtype)
-    top, left = int(geometry.border[0]), int(geometry.border[2])
-    ch, cw = geometry.copy_hw
-    canvas[top : top + ch, left : left + cw] = image[:ch, :cw]
-    return canvas
 
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -15,13 +15,11 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, ModelConfig, load_model_config
+from cornernet_tf.detection.contract import CORNERS, OUTPUT_KEYS
 from cornernet_tf.modeling.corner_pool import CornerPoolModule
 from cornernet_tf.modeling.heads import PredictionHead
 from cornernet_tf.modeling.hourglass import HourglassModule, StackMerge, Stem
 from cornernet_tf.modeling.layers import ConvBN
-
-OUTPUT_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
-CORNERS = ("tl", "br")
 
 
 def _stack_layers(cfg: ModelConfig, index: int) -> dict:

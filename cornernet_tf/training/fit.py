@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, load_config
+from cornernet_tf.losses import loss_weights
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.plots import plot_history
 from cornernet_tf.training.schedule import build_schedule
@@ -67,16 +68,6 @@ def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=build_schedule(config.train))
 
 
-def loss_weights(config: Config) -> dict:
-    t = config.train
-    return {
-        "focal": t.focal_weight,
-        "pull": t.pull_weight,
-        "push": t.push_weight,
-        "regr": t.regr_weight,
-    }
-
-
 def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras.Model:
     """CornerNet, compiled for training, with its variables in ``strategy``'s scope."""
     from cornernet_tf.modeling.cornernet import build_model
@@ -85,7 +76,7 @@ def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras
         model = build_model(config.model)
         model.compile(
             optimizer=build_optimizer(config),
-            loss_weights=loss_weights(config),
+            loss_weights=loss_weights(config.train),
             jit_compile=bool(config.train.jit_compile),
         )
     return model

@@ -24,10 +24,10 @@ import re
 import keras
 import tensorflow as tf
 
+from cornernet_tf.detection.contract import TARGET_KEYS
 from cornernet_tf.losses import LOSS_TERMS, resolve_loss_weights
 from cornernet_tf.training.global_loss import replica_loss
 
-TARGET_KEYS = ("tl_heatmap", "br_heatmap", "tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask")
 IMAGE_ID_KEY = "image_id"
 NON_FINITE_MARKER = "CornerNet: non-finite training loss"
 _ASSERT_SUMMARIZE = 4096  # print every image id of the batch
