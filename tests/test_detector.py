@@ -4,7 +4,7 @@ test_pipeline.npz: the official ``kp_detection`` run end to end with the golden 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
 from cornernet_tf.inference import Detector, GraphDetector
