@@ -26,10 +26,12 @@ demo: native
 test: native
 	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-# Style and layering, enforced: ruff (lint + format, pyproject.toml) and import-linter (.importlinter).
+# Style and layering, enforced: ruff (lint + format) and import-linter (layer contracts), both
+# configured in pyproject.toml.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-all: native
 	$(PY) -m pytest -q tests

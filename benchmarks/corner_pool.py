@@ -13,17 +13,14 @@ Ratios are to the floor measured in the same run. Prints a table and a JSON obje
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Run from a source checkout without installing: the repository root goes on the path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import harness  # noqa: E402  (puts the checkout on sys.path)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -192,12 +189,9 @@ def main(argv=None) -> int:
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
     result = {
         "benchmark": "corner_pool",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "tensorflow": tf.__version__,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        },
+        "machine": harness.machine_info(
+            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()
+        ),
         "repeats": args.repeats,
         "scan_repeats": args.scan_repeats,
         "warmup": args.warmup,
@@ -207,12 +201,7 @@ def main(argv=None) -> int:
         ],
     }
     result["goals_missed"] = check_goals(result)
-    print_table(result)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+    harness.report(result, args.json, table=print_table)
     return 0
 
 

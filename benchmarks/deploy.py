@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import harness  # noqa: E402  (puts the checkout on sys.path)
 import numpy as np  # noqa: E402
+from harness import median_ms, timed  # noqa: E402
 
 VARIANTS = {
     "tiny_hourglass": "configs/cornernet_tiny.yaml",
@@ -81,16 +79,6 @@ def coco_ap(annotations: str, items, results_per_image, category_ids) -> dict:
         return {"AP": 0.0, "AP50": 0.0}
     metrics = evaluate_detections(annotations, results, image_ids=[i for i, _, _ in items])
     return {"AP": max(0.0, metrics["AP"]), "AP50": max(0.0, metrics["AP50"])}
-
-
-def median_ms(values) -> float:
-    return 1000.0 * statistics.median(values)
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
 
 
 # ------------------------------------------------------------------------------------- SavedModel
@@ -309,14 +297,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
-    result = {
-        "benchmark": "deploy",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "tensorflow": tf.__version__,
-        },
-    }
+    result = {"benchmark": "deploy", "machine": harness.machine_info(tensorflow=tf.__version__)}
     with tempfile.TemporaryDirectory(prefix="cornernet_deploy_") as workdir:
         data = ensure_data(args, workdir)
         annotations, val_items = load_split(data, "val", args.images)
@@ -330,12 +311,8 @@ def main(argv=None) -> int:
                 v: bench_tflite(args, v, weights[v], train_dir, val_items, annotations, workdir)
                 for v in VARIANTS
             }
-    print(json.dumps(result, indent=1))
-    if "saved_model" in result and "tflite" in result:
-        print_table(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
+    table = print_table if "saved_model" in result and "tflite" in result else None
+    harness.report(result, args.json, table=table)
     return 0
 
 

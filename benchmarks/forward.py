@@ -22,18 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run from a source checkout without installing
-
+import harness  # noqa: E402  (puts the checkout on sys.path)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from harness import ROOT  # noqa: E402
 
 from cornernet_tf.config import load_model_config  # noqa: E402
 from cornernet_tf.modeling.cornernet import build_model  # noqa: E402
@@ -42,10 +40,6 @@ TINY = os.path.join(ROOT, "configs", "cornernet_tiny.yaml")
 HG104 = os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml")
 TORCH_SCRIPT = os.path.join(ROOT, "benchmarks", "forward_official_torch.py")
 tf.get_logger().setLevel("ERROR")  # one tf.function per variant is intended, not retracing
-
-
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 class TorchServer:
@@ -252,14 +246,7 @@ def main(argv=None) -> int:
     if min(args.repeats, args.hg104_repeats) < 5:
         parser.error("use at least 5 repeats: the figures are medians")
 
-    info = {
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "cpus": os.cpu_count(),
-        "load_average_1min_before": load_average(),
-        "corner_pool_impl": load_model_config(HG104).corner_pool_impl,
-    }
+    info = harness.machine_info(corner_pool_impl=load_model_config(HG104).corner_pool_impl)
     try:
         from cornernet_tf.ops import native_available
 
@@ -281,9 +268,9 @@ def main(argv=None) -> int:
     finally:
         if server is not None:
             server.close()
-    info["load_average_1min_after"] = load_average()
+    info["load_average_after"] = harness.load_average()
     print_table(rows, ratios, info)
-    print(json.dumps({"info": info, "rows": rows, "ratios": ratios}))
+    harness.report({"info": info, "rows": rows, "ratios": ratios}, indent=None)
     return 0
 
 

@@ -24,19 +24,16 @@ round times every stage once, so the stages of one model share the machine's loa
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+import harness  # noqa: E402  (puts the checkout on sys.path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from harness import ROOT, interleaved_medians  # noqa: E402
 
 from cornernet_tf.config import load_config  # noqa: E402
 from cornernet_tf.decode import decode, decode_outputs  # noqa: E402
@@ -44,24 +41,8 @@ from cornernet_tf.inference.detector import Detector, finalise, merge_flip, resc
 from cornernet_tf.inference.preprocess import prepare_image  # noqa: E402
 from cornernet_tf.modeling.cornernet import build_model  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOAL_SHARE_HG104 = 0.05  # decode + post-processing share of the HG-104 test time
 WORST_CASE_CLASSES = 8  # classes the worst-case pairs are spread over (a crowded image)
-
-
-def interleaved_medians(stages: dict, repeats: int, warmup: int = 1) -> dict:
-    """Median seconds of each callable, timed in rounds (one call of each per round) so that all
-    stages see the same machine load; ratios between them stay meaningful on a busy machine."""
-    for fn in stages.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in stages}
-    for _ in range(repeats):
-        for name, fn in stages.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _sync(result):
@@ -235,17 +216,12 @@ def main(argv=None) -> int:
 
     result = {
         "benchmark": "inference",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "tensorflow": tf.__version__,
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-        },
+        "machine": harness.machine_info(gpus=len(tf.config.list_physical_devices("GPU"))),
         "decode": bench_decode(args.repeats),
         "pipelines": [
             bench_pipeline(
                 "tiny",
-                os.path.join(ROOT, "configs", "cornernet_tiny.yaml"),
+                harness.config_path("cornernet_tiny"),
                 (192, 192),
                 args.repeats,
             )
@@ -254,7 +230,7 @@ def main(argv=None) -> int:
     if not args.skip_hg104:
         hg = bench_pipeline(
             "hg104",
-            os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml"),
+            harness.config_path("cornernet_hg104_coco"),
             (511, 511),
             args.hg104_repeats,
         )
@@ -265,12 +241,7 @@ def main(argv=None) -> int:
             "share": share,
             "met": share < GOAL_SHARE_HG104,
         }
-    print_table(result)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+    harness.report(result, args.json, table=print_table)
     return 0
 
 

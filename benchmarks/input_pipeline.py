@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import statistics
@@ -29,7 +28,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import harness  # noqa: E402  (puts the checkout on sys.path)
 
 
 def _time_images(ds, num_images: int, per_element: int = 1, warmup: int = 8) -> tuple[float, float]:
@@ -109,11 +109,7 @@ def run(args) -> dict:
     n = args.num_images
 
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "tensorflow": tf.__version__,
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        },
+        "machine": harness.machine_info(tensorflow=tf.__version__),
         "setup": {
             "images": n,
             "image_size": "640x480 jpeg",
@@ -164,7 +160,7 @@ def run(args) -> dict:
         previous = serial[name]
     result["serial_ms_per_image"] = {k: round(v * 1e3, 2) for k, v in serial.items()}
     result["stage_ms_per_image"] = stages
-    result["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["machine"]["load_average_at_end"] = harness.load_average()
 
     if not args.data_dir and not args.keep_data:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -207,12 +203,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-data", action="store_true")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    result = run(args)
-    print(json.dumps(result, indent=1))
-    print_table(result)
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
+    harness.report(run(args), args.json_out, table=print_table)
     return 0
 
 

@@ -20,7 +20,6 @@ Prints a JSON object and a table; the loss curves are copied next to this file
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -29,14 +28,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
 
-
-def load_average() -> list:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return []
+import harness  # noqa: E402  (puts the checkout on sys.path)
+from harness import load_average  # noqa: E402
 
 
 def make_data(out: str, num_train: int, num_val: int, seed: int, size: int) -> dict:
@@ -110,9 +104,7 @@ def embedding_statistics(model, config) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--config", default=os.path.join(HERE, "..", "configs", "cornernet_tiny_learn.yaml")
-    )
+    parser.add_argument("--config", default=harness.config_path("cornernet_tiny_learn"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--minutes", type=float, default=15.0, help="wall-clock budget for training"
@@ -225,11 +217,11 @@ def main(argv=None) -> int:
         "goal_met": bool(metrics["AP"] >= 0.60 and metrics["AP50"] >= 0.85),
         "load_average_before": load_before,
         "load_average_after": load_after,
-        "cpu_count": os.cpu_count(),
+        "machine": harness.machine_info(),
         "curves": os.path.relpath(curves, HERE) if os.path.exists(curves) else None,
         "final_logs": {k: round(float(v[-1]), 4) for k, v in result.history.items() if v},
     }
-    print(json.dumps(report, indent=2))
+    harness.report(report, indent=2)
     rows = [
         (f"steps (batch {report['batch_size']})", f"{report['steps']} / {report['max_steps']}"),
         (

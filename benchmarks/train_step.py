@@ -16,20 +16,17 @@ before and after (the machine may be shared).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+import harness  # noqa: E402  (puts the checkout on sys.path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from harness import ROOT  # noqa: E402
 
 from cornernet_tf.config import load_config  # noqa: E402
 from cornernet_tf.targets import encode_targets  # noqa: E402
@@ -111,9 +108,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-hg104", action="store_true")
     args = parser.parse_args(argv)
 
-    tiny = os.path.join(ROOT, "configs", "cornernet_tiny.yaml")
-    hg104 = os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml")
-    load_before = os.getloadavg()[0]
+    tiny = harness.config_path("cornernet_tiny")
+    hg104 = harness.config_path("cornernet_hg104_coco")
+    load_before = harness.load_average()[:1]
     results = {"tiny_b8": time_case(tiny, 8, args.steps, args.warmup)}
 
     # Same case without the non-finite check (its cost = the ratio of the two medians).
@@ -131,17 +128,14 @@ def main(argv=None) -> int:
 
     report = {
         "device": "CPU",
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "machine": harness.machine_info(keras=keras.__version__),
+        "load_average_1min": load_before + harness.load_average()[:1],
         "results": results,
         "check_overhead_ratio": round(
             results["tiny_b8"]["median_s"] / results["tiny_b8_no_check"]["median_s"], 3
         ),
     }
-    print(json.dumps(report, indent=2))
+    harness.report(report, indent=2)
     print(
         f"\n{'case':<18} {'input':>9} {'batch':>5} {'params':>12} "
         f"{'first step':>11} {'median':>9} {'min':>9} {'img/s':>7}"

@@ -17,23 +17,30 @@ def lazy_exports(
 ) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package`` exporting ``exports`` (name -> module).
 
-    A module path starting with ``.`` is relative to ``package``. The attribute is imported on
-    first access and cached in the package's namespace.
+    Each name is an attribute of its module, imported on first access and cached in the
+    package's namespace. (Sub-modules need no entry: ``from package import module`` works.)
+
+    A name that is also the name of the sub-module defining it (``ops.corner_pool``, the function
+    in ``ops/corner_pool.py``) is bound at once: Python sets the package attribute to the
+    sub-module when that is first imported, which would hide a lazy name for good.
     """
     names = sorted(exports)
+    namespace = vars(importlib.import_module(package))
 
     def __getattr__(name: str) -> object:
         try:
             module_path = exports[name]
         except KeyError:
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
-        module = importlib.import_module(module_path, package)
-        value = module if module_path.rsplit(".", 1)[-1] == name else getattr(module, name)
-        setattr(importlib.import_module(package), name, value)
+        value = getattr(importlib.import_module(module_path), name)
+        namespace[name] = value
         return value
 
+    for name, module_path in exports.items():
+        if module_path == f"{package}.{name}":
+            namespace[name] = getattr(importlib.import_module(module_path), name)
+
     def __dir__() -> list[str]:
-        namespace = vars(importlib.import_module(package))
         public = {n for n in namespace if n.startswith("__") or not n.startswith("_")}
         return sorted((public | set(names)) - {"lazy_exports"})
 

@@ -1,34 +1,13 @@
-"""Shared fixtures: golden reference data and small configs."""
+"""Shared fixtures: the golden reduced model (helpers for the golden data are in ``golden.py``)."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
-import pathlib
 
-import numpy as np
 import pytest
-
-DATA_DIR = pathlib.Path(__file__).parent / "data"
-
-
-def load_golden(name: str) -> dict:
-    with np.load(DATA_DIR / name, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-# The golden reduced model (tests/data/model_config.json): the official structure, narrow widths.
-GOLDEN_MODEL_CONFIG = dict(
-    num_classes=3,
-    num_stacks=2,
-    dims=[16, 16, 24, 24, 24, 32],
-    modules=[2, 2, 2, 2, 2, 4],
-    stem_dims=[8, 16],
-    cnv_dim=24,
-    pool_dim=128,
-    head_dim=None,
-)
+from golden import DATA_DIR, GOLDEN_MODEL_CONFIG, load_golden
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ colour operations are compared by converting the golden input to RGB and our out
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, DataConfig
 from cornernet_tf.data import augment

@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 import yaml
-from conftest import GOLDEN_MODEL_CONFIG, load_golden
+from golden import GOLDEN_MODEL_CONFIG, load_golden
 
 from cornernet_tf.convert import (
     WeightMismatchError,

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.ops import (
     DIRECTIONS,

@@ -46,7 +46,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def golden():
-    from conftest import load_golden
+    from golden import load_golden
 
     return load_golden("corner_pool.npz")
 

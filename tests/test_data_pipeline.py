@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 from PIL import Image
 
 from cornernet_tf.config import ConfigError, DataConfig, ModelConfig

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
 from cornernet_tf.inference import Detector, GraphDetector

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.config import TrainConfig
 from cornernet_tf.losses import (

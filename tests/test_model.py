@@ -8,7 +8,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import GOLDEN_MODEL_CONFIG
+from golden import GOLDEN_MODEL_CONFIG
 from official_reference import HOURGLASS_104, official_shapes
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, load_config, load_model_config

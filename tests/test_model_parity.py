@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import load_golden
+from golden import load_golden
 
 MAP_KEYS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
 ATOL = 2e-4  # tests/data/GOLDEN_README.md: maps atol 2e-4

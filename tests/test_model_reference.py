@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DATA_DIR, load_golden
+from golden import DATA_DIR, load_golden
 from official_reference import (
     HOURGLASS_104,
     OUTPUT_KEYS,

@@ -1,4 +1,4 @@
-"""serving/: the gRPC and REST clients against the in-process PredictionService / REST server.
+"""cornernet_tf.serving: the gRPC and REST clients against the in-process PredictionService / REST server.
 
 The servers implement TF Serving's real protocols (the tensorflow-serving-api protos, the REST JSON
 API) over the exported SavedModel; bad requests must come back as INVALID_ARGUMENT (HTTP 400) with a
@@ -11,8 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from serving import client
-from serving.server import ServedModel, resolve_version_dir, serve_in_process, serve_rest_in_process
+from cornernet_tf.serving import client
+from cornernet_tf.serving.server import (
+    ServedModel,
+    resolve_version_dir,
+    serve_in_process,
+    serve_rest_in_process,
+)
 
 CONFIG = "configs/cornernet_tiny.yaml"
 SMALL = [

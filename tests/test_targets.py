@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import load_golden
+from golden import load_golden
 
 from cornernet_tf.targets import (
     draw_gaussian,

@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
+
+WEIGHTS_HELP = "trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint"
+
+
+def config_path(text: str) -> str:
+    """argparse ``type`` of ``--config``: a YAML path, or the name of a shipped config."""
+    from cornernet_tf.config_files import config_names, resolve_config_path
+
+    path = resolve_config_path(text)
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a config file nor a shipped config "
+            f"(shipped: {', '.join(config_names()) or 'none found'})"
+        )
+    return path
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--config", required=required, help="YAML config (see configs/)")
+    parser.add_argument(
+        "--config",
+        required=required,
+        type=config_path,
+        metavar="CONFIG",
+        help="YAML config file, or the name of a shipped config (e.g. cornernet_tiny)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -21,3 +44,29 @@ def load_config_from_args(args: argparse.Namespace):
     from cornernet_tf.config import load_config
 
     return load_config(args.config, args.overrides)
+
+
+def add_category_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--category-ids`` / ``--dataset-info``: the dataset ids an export reports (see export/common)."""
+    parser.add_argument(
+        "--category-ids",
+        metavar="ID,ID,...",
+        help="dataset category id of each class, in class order (default: from --dataset-info, "
+        "a dataset_info.json beside the weights, the config's annotation file, else 1..C)",
+    )
+    parser.add_argument(
+        "--dataset-info", metavar="JSON", help="class names and category ids (DatasetInfo JSON)"
+    )
+
+
+def parse_category_ids(text: str | None) -> Sequence[int] | None:
+    """``"1,2,3"`` -> ``[1, 2, 3]``; None stays None."""
+    if text is None:
+        return None
+    try:
+        ids = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ValueError(f"--category-ids expects comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise ValueError("--category-ids is empty")
+    return ids

@@ -3,8 +3,8 @@
 Generates the shapes dataset, trains the tiny CornerNet for a few minutes, evaluates it with the
 COCO metrics, exports a TF Serving SavedModel and queries it over gRPC (an in-process server that
 implements the real PredictionService), converts the model to TFLite and runs it with LiteRT, and
-draws detections on a few validation images. Every step calls the same code as the sub-command
-of the same name, so the demo is also a smoke test of the command line.
+draws detections on a few validation images. Every step calls the same library functions as the
+sub-command of the same name, so the demo is also a smoke test of what the command line runs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import json
 import os
 import time
 
-DEFAULT_CONFIG = os.path.join(
-    os.path.dirname(__file__), "..", "..", "configs", "cornernet_tiny.yaml"
-)
+from cornernet_tf.commands._common import config_path
+
+DEFAULT_CONFIG = "cornernet_tiny"
+SAMPLE_IMAGES = 4
+SCORE_THRESHOLD = 0.3
 
 
 def register(subparsers) -> None:
@@ -28,7 +30,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument(
-        "--config", default=None, help="config (default: configs/cornernet_tiny.yaml)"
+        "--config",
+        type=config_path,
+        default=None,
+        help=f"config file or shipped config name (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument("--train-images", type=int, default=800, help="training images to generate")
     parser.add_argument("--val-images", type=int, default=100, help="held-out images to generate")
@@ -58,148 +63,76 @@ def _done(start: float) -> None:
     print(f"--- done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def _cli(argv: list[str]) -> None:
-    from cornernet_tf.cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(f"cornernet {' '.join(argv[:2])} failed with exit code {code}")
-
-
 def run(args: argparse.Namespace) -> int:
+    from cornernet_tf.config import load_config
+    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.weights import load_weights
+
+    if args.steps < 1:
+        raise SystemExit(f"--steps must be >= 1, got {args.steps}")
     out = os.path.abspath(args.out)
-    config = os.path.abspath(args.config or DEFAULT_CONFIG)
+    config_file = os.path.abspath(args.config or config_path(DEFAULT_CONFIG))
     shapes = os.path.join(out, "shapes")
     train_dir, val_dir = os.path.join(shapes, "train"), os.path.join(shapes, "val")
-    workdir = os.path.join(out, "train")
     data_overrides = [
-        "--set",
         f"data.train_annotations={train_dir}/annotations.json",
-        "--set",
         f"data.train_images={train_dir}/images",
-        "--set",
         f"data.val_annotations={val_dir}/annotations.json",
-        "--set",
         f"data.val_images={val_dir}/images",
     ]
-    progress = [] if not args.no_progress else ["--no-progress"]
 
     t = _step(1, "synthetic shapes data")
-    if os.path.exists(os.path.join(val_dir, "annotations.json")):
-        print(f"using the existing dataset in {shapes}")
-    else:
-        _cli(
-            [
-                "data",
-                "shapes",
-                "--out",
-                shapes,
-                "--seed",
-                str(args.seed),
-                "--splits",
-                f"train={args.train_images},val={args.val_images}",
-            ]
-        )
+    _make_shapes(shapes, val_dir, args)
     _done(t)
 
     t = _step(2, "train the tiny CornerNet")
-    from cornernet_tf.training.fit import train
-
-    overrides = [value for flag, value in zip(data_overrides[::2], data_overrides[1::2])]
-    if args.steps < 1:
-        raise SystemExit(f"--steps must be >= 1, got {args.steps}")
-    # A complete short schedule (the ÷10 decay is worth much of the final AP) rather than the
-    # first minutes of the config's long one.
-    overrides += [
-        f"train.max_steps={args.steps}",
-        f"train.decay_step={args.steps - args.steps // 8}",
-    ]
-    result = train(
-        config,
-        workdir,
-        progress=not args.no_progress,
-        overrides=overrides,
-        max_seconds=args.minutes * 60,
-    )
-    weights = result.paths.last if os.path.exists(result.paths.last) else result.paths.best
-    print(
-        f"trained to step {result.final_step}; weights {weights}; loss curves {result.paths.curves}"
-    )
+    weights = _train(config_file, os.path.join(out, "train"), data_overrides, args)
     _done(t)
 
+    config = load_config(config_file, data_overrides)
+    model = build_model(config.model)
+    load_weights(model, weights, config_name=config_file)
+
     t = _step(3, "evaluate on the held-out split (COCO metrics)")
-    _cli(
-        [
-            "eval",
-            "--config",
-            config,
-            *data_overrides,
-            "--weights",
-            weights,
-            "--out",
-            os.path.join(out, "eval"),
-            *progress,
-        ]
+    from cornernet_tf.eval.runner import evaluate, format_report
+
+    metrics = evaluate(
+        model,
+        config,
+        out_dir=os.path.join(out, "eval"),
+        progress=not args.no_progress,
+        extra={"weights": weights, "config": config_file, "overrides": data_overrides},
     )
+    print(format_report(metrics))
     _done(t)
 
     t = _step(4, "detect: draw boxes on a few validation images")
-    samples = sorted(glob.glob(os.path.join(val_dir, "images", "*")))[:4]
-    _cli(
-        [
-            "detect",
-            "--config",
-            config,
-            *data_overrides,
-            "--weights",
-            weights,
-            "--out",
-            os.path.join(out, "detect"),
-            "--heatmaps",
-            *samples,
-        ]
-    )
+    samples = sorted(glob.glob(os.path.join(val_dir, "images", "*")))[:SAMPLE_IMAGES]
+    _detect(model, config, weights, samples, os.path.join(out, "detect"))
     _done(t)
 
     t = _step(5, "export a TF Serving SavedModel")
+    from cornernet_tf.export.saved_model import export_saved_model
+
     export_dir = os.path.join(out, "export")
-    _cli(
-        [
-            "export",
-            "--config",
-            config,
-            *data_overrides,
-            "--weights",
-            weights,
-            "--out",
-            export_dir,
-            "--version",
-            "1",
-            "--overwrite",
-        ]
+    version_dir = export_saved_model(
+        config, weights=weights, out_dir=export_dir, version=1, overwrite=True
     )
+    print(f"SavedModel -> {version_dir} (signatures serving_default, serving_bytes)")
     _done(t)
 
     t = _step(6, "query it over gRPC (in-process PredictionService on 127.0.0.1)")
-    _query_grpc(os.path.join(export_dir, "1"), samples[0])
+    _query_grpc(version_dir, samples[0])
     _done(t)
 
     t = _step(7, "TFLite: convert the tiny model and run it with LiteRT")
-    tflite_path = os.path.join(out, "cornernet_tiny.tflite")
-    _cli(
-        [
-            "export-tflite",
-            "--config",
-            config,
-            *data_overrides,
-            "--weights",
-            weights,
-            "--out",
-            tflite_path,
-            "--quantize",
-            "none",
-        ]
+    from cornernet_tf.commands.export_tflite import print_tflite_summary
+    from cornernet_tf.export.tflite import convert
+
+    tflite_path = convert(
+        config, os.path.join(out, "cornernet_tiny.tflite"), weights=weights, quantize="none"
     )
+    print_tflite_summary(tflite_path, "none")
     _run_litert(tflite_path, samples[0])
     _done(t)
 
@@ -215,9 +148,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_shapes(shapes: str, val_dir: str, args: argparse.Namespace) -> None:
+    from cornernet_tf.data.shapes import generate_shapes
+
+    if os.path.exists(os.path.join(val_dir, "annotations.json")):
+        print(f"using the existing dataset in {shapes}")
+        return
+    splits = {"train": args.train_images, "val": args.val_images}
+    for split, path in generate_shapes(shapes, seed=args.seed, splits=splits).items():
+        print(f"{split}: {splits[split]} images, annotations {path}")
+
+
+def _train(config_file: str, workdir: str, data_overrides: list[str], args) -> str:
+    """Train a complete short schedule; returns the weights file to use afterwards."""
+    from cornernet_tf.training.fit import train
+
+    # A complete short schedule (the ÷10 decay is worth much of the final AP) rather than the
+    # first minutes of the config's long one.
+    overrides = [
+        *data_overrides,
+        f"train.max_steps={args.steps}",
+        f"train.decay_step={args.steps - args.steps // 8}",
+    ]
+    result = train(
+        config_file,
+        workdir,
+        progress=not args.no_progress,
+        overrides=overrides,
+        max_seconds=args.minutes * 60,
+    )
+    weights = result.paths.last if os.path.exists(result.paths.last) else result.paths.best
+    print(
+        f"trained to step {result.final_step}; weights {weights}; loss curves {result.paths.curves}"
+    )
+    return weights
+
+
+def _detect(model, config, weights: str, samples: list[str], out_dir: str) -> None:
+    from cornernet_tf.eval.detect_images import class_names_for, detect_files
+    from cornernet_tf.inference.detector import Detector
+
+    names = class_names_for(config, config.model.num_classes, weights=weights)
+    detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
+    summary = detect_files(detector, samples, out_dir, names, SCORE_THRESHOLD, heatmaps=True)
+    print(
+        f"{len(summary.processed)} images, {summary.num_detections} detections with score >= "
+        f"{SCORE_THRESHOLD} -> {out_dir}"
+    )
+
+
 def _query_grpc(model_dir: str, image_path: str) -> None:
-    from serving.client import predict_grpc
-    from serving.server import serve_in_process
+    from cornernet_tf.serving.client import predict_grpc
+    from cornernet_tf.serving.server import serve_in_process
 
     server, port = serve_in_process(os.path.dirname(model_dir), port=0, model_name="cornernet")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
+from cornernet_tf.commands._common import WEIGHTS_HELP, add_config_arguments, load_config_from_args
 
 
 def register(subparsers) -> None:
@@ -18,11 +18,7 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument(
-        "--weights",
-        required=True,
-        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint",
-    )
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     parser.add_argument(
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images"
     )

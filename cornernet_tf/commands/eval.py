@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
+from cornernet_tf.commands._common import WEIGHTS_HELP, add_config_arguments, load_config_from_args
 
 ORACLE_CHOICES = ("heatmaps", "heatmaps+offsets")
 
@@ -18,11 +18,7 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument(
-        "--weights",
-        required=True,
-        help="trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint",
-    )
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     parser.add_argument("--annotations", help="COCO-format JSON of the evaluation set")
     parser.add_argument("--images", help="folder the JSON's file_name entries are relative to")
     parser.add_argument(

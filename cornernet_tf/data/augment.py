@@ -14,7 +14,7 @@ Per image, in the official order:
    (fused into one affine pass by :func:`photometric`; equal to the sequential ops to ~1e-6).
 
 Every random step has a deterministic core taking its draws as arguments (tested against
-golden/augment.npz) and a seeded wrapper drawing them with stateless random ops, so a seed
+tests/data/augment.npz) and a seeded wrapper drawing them with stateless random ops, so a seed
 fixes the output whatever the parallelism. Images are RGB here; the official code is BGR, which
 only changes the grayscale weights' order, the eigenvector rows and the mean/std order.
 Boxes stay float64 like the official arrays, because the target encoder truncates them.

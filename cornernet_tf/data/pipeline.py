@@ -208,6 +208,11 @@ def load_source(
     )
 
 
+def dataset_info(data_config: DataConfig, training: bool = True) -> DatasetInfo:
+    """The :class:`DatasetInfo` (class names, category ids) of the configured data."""
+    return load_source(data_config, training).info
+
+
 def _restrict_classes(info: DatasetInfo, class_names, where: str):
     """Keep ``class_names`` (in that order) of ``info``; returns the new info and the index map."""
     if not class_names or list(class_names) == list(info.class_names):

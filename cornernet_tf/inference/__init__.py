@@ -1,18 +1,16 @@
 """Inference: the official test procedure (:class:`Detector`), its in-graph version for export
-(:class:`GraphDetector`), the official soft-NMS (``inference.soft_nms``) and drawing helpers
-(``inference.draw``)."""
+(:class:`GraphDetector`), the official soft-NMS (``soft_nms``) and drawing helpers (``draw``).
 
-__all__ = ["Detector", "GraphDetector", "detect_images"]
+Names are imported on first use, so that soft-NMS and drawing do not load TensorFlow.
+"""
 
+from cornernet_tf._lazy import lazy_exports
 
-def __getattr__(name):
-    # Lazy, so that importing soft-NMS or the drawing helpers does not load TensorFlow.
-    if name == "Detector":
-        from cornernet_tf.inference.detector import Detector
-
-        return Detector
-    if name in ("GraphDetector", "detect_images"):
-        from cornernet_tf.inference import graph_detector
-
-        return getattr(graph_detector, name)
-    raise AttributeError(f"module 'cornernet_tf.inference' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "Detector": "cornernet_tf.inference.detector",
+        "GraphDetector": "cornernet_tf.inference.graph_detector",
+        "detect_images": "cornernet_tf.inference.graph_detector",
+    },
+)
