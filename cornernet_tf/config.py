@@ -32,6 +32,12 @@ COCO_EIGVEC_BGR = (
 )
 
 
+# Input pixels per output-map pixel of each backbone (docs/method.md §2): the hourglass stem
+# down-samples 4x, CornerNet-Squeeze's 8x. The one home of the backbone names and of the stride
+# that the target maps (data.output_size) and the test procedure follow.
+BACKBONE_OUTPUT_STRIDES = {"hourglass": 4, "squeeze": 8}
+
+
 def _official_rand_scales() -> list[float]:
     import numpy as np
 
@@ -91,8 +97,8 @@ class ModelConfig:
             f"{where}.corner_pool_impl must be auto|native|tf|scan, got {self.corner_pool_impl!r}",
         )
         _check(
-            self.backbone in ("hourglass", "squeeze"),
-            f"{where}.backbone must be hourglass|squeeze, got {self.backbone!r}",
+            self.backbone in BACKBONE_OUTPUT_STRIDES,
+            f"{where}.backbone must be {'|'.join(BACKBONE_OUTPUT_STRIDES)}, got {self.backbone!r}",
         )
 
     @property
@@ -103,7 +109,7 @@ class ModelConfig:
     @property
     def output_stride(self) -> int:
         """Input pixels per output-map pixel: 4 for the hourglass, 8 for CornerNet-Squeeze."""
-        return 8 if self.backbone == "squeeze" else 4
+        return BACKBONE_OUTPUT_STRIDES[self.backbone]
 
     @property
     def stride_multiple(self) -> int:
@@ -127,7 +133,7 @@ class DataConfig:
     val_tfrecords: str | None = None
     class_names: list[str] | None = None  # filled from the dataset when null
     input_size: list[int] = field(default_factory=lambda: [511, 511])  # (height, width)
-    output_size: list[int] | None = None  # None = (input + 1) // 4 per axis
+    output_size: list[int] | None = None  # None = ceil(input / model output stride) per axis
     max_objects: int = 128
     gaussian_iou: float = 0.3
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)
@@ -171,11 +177,34 @@ class DataConfig:
         _check(min(self.std) > 0, f"{where}.std must be positive, got {self.std}")
         _check(len(self.rand_scales) >= 1, f"{where}.rand_scales must not be empty")
 
+    def derived_output_hw(self, output_stride: int) -> tuple[int, int]:
+        """The network's map size for ``input_size``: each stride-2 layer pads symmetrically, so
+        every axis is ``ceil(input / output_stride)``."""
+        return tuple(-(-int(size) // output_stride) for size in self.input_size)
+
+    def resolve_output_size(self, output_stride: int, where: str = "data") -> None:
+        """Fill ``output_size`` from the model's stride, or check a given one against it.
+
+        A filled-in size is remembered as derived, so ``Config.to_dict`` writes it back as null
+        and a later change of ``input_size`` or ``backbone`` derives it again.
+        """
+        derived = list(self.derived_output_hw(output_stride))
+        if self.output_size is None:
+            self.output_size = derived
+            self._derived_output_size = True
+        _check(
+            list(self.output_size) == derived,
+            f"{where}.output_size {self.output_size} disagrees with the model: input_size "
+            f"{self.input_size} at output stride {output_stride} gives {derived} (leave it out "
+            "to derive it)",
+        )
+
     @property
     def output_hw(self) -> tuple[int, int]:
+        """Target map size; without a model (a bare DataConfig) the hourglass stride is assumed."""
         if self.output_size is not None:
             return int(self.output_size[0]), int(self.output_size[1])
-        return (self.input_size[0] + 1) // 4, (self.input_size[1] + 1) // 4
+        return self.derived_output_hw(BACKBONE_OUTPUT_STRIDES["hourglass"])
 
 
 @dataclass
@@ -297,10 +326,14 @@ class Config:
     def validate(self) -> Config:
         for section in ("model", "data", "train", "test", "export"):
             getattr(self, section).validate(section)
+        self.data.resolve_output_size(self.model.output_stride)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        tree = dataclasses.asdict(self)
+        if getattr(self.data, "_derived_output_size", False):
+            tree["data"]["output_size"] = None
+        return tree
 
 
 def _check(condition: bool, message: str) -> None:

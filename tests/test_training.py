@@ -15,13 +15,13 @@ import tensorflow as tf
 
 from cornernet_tf.config import ConfigError, load_config
 from cornernet_tf.losses import cornernet_loss
-from cornernet_tf.modeling.cornernet import build_model
 from cornernet_tf.targets import encode_targets
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.fit import train, validation_epochs
 from cornernet_tf.training.schedule import StepDecay, build_schedule, effective_learning_rate
 from cornernet_tf.training.steps import NonFiniteLossError
 from cornernet_tf.training.strategy import per_replica_batch_size
+from cornernet_tf.training.task import build_model
 from cornernet_tf.training.workdir import prepare_workdir
 
 # The smallest CornerNet that still has every part (hourglass n=1, one stack, corner pools, heads).
@@ -144,7 +144,7 @@ def test_fit_logs_the_cornernet_loss_and_refuses_a_non_finite_step():
 def test_compile_resolves_loss_weights_and_trackers():
     model = build_model(SMALL_MODEL)
     model.compile(optimizer="adam", loss_weights={"pull": 1.0, "regr": 0.5})
-    assert model._cornernet_loss_weights == {"focal": 1.0, "pull": 1.0, "push": 0.1, "regr": 0.5}
+    assert model.loss_weights_by_term == {"focal": 1.0, "pull": 1.0, "push": 0.1, "regr": 0.5}
     assert [m.name for m in model.metrics] == ["loss", "focal", "pull", "push", "regr"]
 
 

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, load_config
+from cornernet_tf.modeling.cornernet import build_model as build_network
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.plots import plot_history
 from cornernet_tf.training.schedule import build_schedule
@@ -32,6 +33,7 @@ from cornernet_tf.training.strategy import (
     per_replica_batch_size,
     precision_policy,
 )
+from cornernet_tf.training.task import CornerNetTask
 from cornernet_tf.training.workdir import WorkdirPaths, prepare_workdir
 
 logger = logging.getLogger("cornernet_tf.training")
@@ -47,14 +49,6 @@ class TrainResult:
     seconds: float
     paths: WorkdirPaths
     model: keras.Model | None = None
-
-    @property
-    def checkpoint(self) -> str:
-        return self.paths.last
-
-    @property
-    def curves(self) -> str:
-        return self.paths.curves
 
 
 def has_validation_data(config: Config) -> bool:
@@ -77,18 +71,24 @@ def loss_weights(config: Config) -> dict:
     }
 
 
-def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras.Model:
-    """CornerNet, compiled for training, with its variables in ``strategy``'s scope."""
-    from cornernet_tf.modeling.cornernet import build_model
+def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> CornerNetTask:
+    """The CornerNet task, compiled for training, with its variables in ``strategy``'s scope.
 
+    The network and everything ``compile`` creates (optimizer, trackers) live in the scope; the
+    task around the network is created outside it (see task.py) and trains under the network's
+    strategy.
+    """
     with strategy.scope():
-        model = build_model(config.model)
-        model.compile(
+        network = build_network(config.model)
+    task = CornerNetTask(network)
+    with strategy.scope():
+        task.compile(
             optimizer=build_optimizer(config),
             loss_weights=loss_weights(config),
             jit_compile=bool(config.train.jit_compile),
         )
-    return model
+        task.optimizer.build(task.trainable_variables)
+    return task
 
 
 def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: bool):
