@@ -311,3 +311,48 @@ def test_csv_history_grows_columns_and_plot(tmp_path):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no known metric"):
         plot_history([{"epoch": 1, "other": 2.0}], str(tmp_path / "x.png"))
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def test_task_and_network_share_layers_weights_files_and_outputs(tmp_path):
+    from cornernet_tf.modeling.cornernet import CornerNet
+    from cornernet_tf.modeling.cornernet import build_model as build_network
+    from cornernet_tf.training.task import CornerNetTask
+
+    task = build_model(SMALL_MODEL)
+    assert isinstance(task, CornerNetTask) and isinstance(task.backbone, CornerNet)
+    assert [v.path for v in task.weights] == [v.path for v in task.backbone.weights]
+    assert task.official_variables() == task.backbone.official_variables()
+    images = make_batch(1)[0]
+    for stacks in ("all", "last"):
+        a, b = task(images, stacks=stacks), task.backbone(images, stacks=stacks)
+        for key in a:
+            np.testing.assert_array_equal(a[key][-1].numpy(), b[key][-1].numpy())
+    # Weights files written by either load into the other (training writes the task's).
+    task.compile(optimizer="adam")
+    task.save_weights(str(tmp_path / "task.weights.h5"))
+    network = build_network(SMALL_MODEL)
+    network.load_weights(str(tmp_path / "task.weights.h5"))
+    network.save_weights(str(tmp_path / "network.weights.h5"))
+    other = build_model(SMALL_MODEL)
+    other.load_weights(str(tmp_path / "network.weights.h5"))
+    for a, b, c in zip(task.get_weights(), network.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_compiled_task_round_trips_through_a_keras_file(tmp_path):
+    from cornernet_tf.training.task import CornerNetTask
+
+    task = build_model(SMALL_MODEL)
+    task.compile(optimizer=keras.optimizers.Adam(1e-3), loss_weights={"pull": 0.5})
+    task.save(str(tmp_path / "task.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "task.keras"))
+    assert isinstance(loaded, CornerNetTask) and loaded.model_config == task.model_config
+    assert loaded.loss_weights_by_term == task.loss_weights_by_term
+    images = make_batch(1)[0]
+    np.testing.assert_array_equal(
+        loaded(images)["tl_heat"][0].numpy(), task(images)["tl_heat"][0].numpy()
+    )
