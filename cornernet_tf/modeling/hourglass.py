@@ -20,11 +20,8 @@ from cornernet_tf.modeling.layers import (
     make_batch_norm,
 )
 
-# Blocks of the hourglass: (filters, stride, name, bn kwargs) -> layer.
-BLOCKS = {
-    "residual": lambda filters, stride, name, bn: Residual(filters, stride=stride, name=name, **bn),
-    "fire": lambda filters, stride, name, bn: FireModule(filters, stride=stride, name=name, **bn),
-}
+# The blocks an hourglass is made of; both take (filters, stride=, name=, bn_epsilon=, bn_momentum=).
+BLOCKS = {"residual": Residual, "fire": FireModule}
 UPSAMPLINGS = ("nearest", "transposed")
 # Transposed-convolution up-sampling of the official CornerNet-Squeeze: kernel 4, stride 2,
 # padding 1 (TF's "same" pads the same way for this kernel and stride).
@@ -154,13 +151,13 @@ class HourglassModule(layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum)
-        make = BLOCKS[block]
+        block_class = BLOCKS[block]
         curr_dim, next_dim = dims[0], dims[1]
         curr_mod, next_mod = modules[0], modules[1]
 
         def chain(widths: list[int], first_stride: int, name: str) -> list:
             return [
-                make(width, first_stride if i == 0 else 1, f"{name}_{i}", bn)
+                block_class(width, stride=first_stride if i == 0 else 1, name=f"{name}_{i}", **bn)
                 for i, width in enumerate(widths)
             ]
 
