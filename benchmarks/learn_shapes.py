@@ -158,6 +158,7 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         max_seconds=args.minutes * 60,
         return_model=True,
+        evaluate=evaluate,
     )
     train_seconds = time.perf_counter() - start
     load_after = load_average()

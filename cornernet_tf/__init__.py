@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 __getattr__, __dir__, _names = lazy_exports(
     __name__,
     {
-        "build_model": "cornernet_tf.modeling.cornernet",
+        "build_model": "cornernet_tf.training.task",
         "load_config": "cornernet_tf.config",
         "Detector": "cornernet_tf.inference.detector",
     },

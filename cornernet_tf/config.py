@@ -18,6 +18,8 @@ from typing import Any, Union
 
 import yaml
 
+from cornernet_tf.config_files import resolve_config_path
+
 # COCO statistics of the official code, given there in BGR order; we keep them in RGB order
 # because our network reads RGB (the converter flips the stem convolution to match).
 COCO_MEAN_RGB = (0.47026115, 0.44719302, 0.40789654)
@@ -30,6 +32,12 @@ COCO_EIGVEC_BGR = (
     (-0.5832747, 0.00994535, -0.81221408),
     (-0.56089297, 0.71832671, 0.41158938),
 )
+
+
+# Input pixels per output-map pixel of each backbone (docs/method.md §2): the hourglass stem
+# down-samples 4x, CornerNet-Squeeze's 8x. The one home of the backbone names and of the stride
+# that the target maps (data.output_size) and the test procedure follow.
+BACKBONE_OUTPUT_STRIDES = {"hourglass": 4, "squeeze": 8}
 
 
 def _official_rand_scales() -> list[float]:
@@ -91,8 +99,8 @@ class ModelConfig:
             f"{where}.corner_pool_impl must be auto|native|tf|scan, got {self.corner_pool_impl!r}",
         )
         _check(
-            self.backbone in ("hourglass", "squeeze"),
-            f"{where}.backbone must be hourglass|squeeze, got {self.backbone!r}",
+            self.backbone in BACKBONE_OUTPUT_STRIDES,
+            f"{where}.backbone must be {'|'.join(BACKBONE_OUTPUT_STRIDES)}, got {self.backbone!r}",
         )
 
     @property
@@ -103,7 +111,7 @@ class ModelConfig:
     @property
     def output_stride(self) -> int:
         """Input pixels per output-map pixel: 4 for the hourglass, 8 for CornerNet-Squeeze."""
-        return 8 if self.backbone == "squeeze" else 4
+        return BACKBONE_OUTPUT_STRIDES[self.backbone]
 
     @property
     def stride_multiple(self) -> int:
@@ -127,7 +135,7 @@ class DataConfig:
     val_tfrecords: str | None = None
     class_names: list[str] | None = None  # filled from the dataset when null
     input_size: list[int] = field(default_factory=lambda: [511, 511])  # (height, width)
-    output_size: list[int] | None = None  # None = (input + 1) // 4 per axis
+    output_size: list[int] | None = None  # None = ceil(input / model output stride) per axis
     max_objects: int = 128
     gaussian_iou: float = 0.3
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)
@@ -171,11 +179,34 @@ class DataConfig:
         _check(min(self.std) > 0, f"{where}.std must be positive, got {self.std}")
         _check(len(self.rand_scales) >= 1, f"{where}.rand_scales must not be empty")
 
+    def derived_output_hw(self, output_stride: int) -> tuple[int, int]:
+        """The network's map size for ``input_size``: each stride-2 layer pads symmetrically, so
+        every axis is ``ceil(input / output_stride)``."""
+        return tuple(-(-int(size) // output_stride) for size in self.input_size)
+
+    def resolve_output_size(self, output_stride: int, where: str = "data") -> None:
+        """Fill ``output_size`` from the model's stride, or check a given one against it.
+
+        A filled-in size is remembered as derived, so ``Config.to_dict`` writes it back as null
+        and a later change of ``input_size`` or ``backbone`` derives it again.
+        """
+        derived = list(self.derived_output_hw(output_stride))
+        if self.output_size is None:
+            self.output_size = derived
+            self._derived_output_size = True
+        _check(
+            list(self.output_size) == derived,
+            f"{where}.output_size {self.output_size} disagrees with the model: input_size "
+            f"{self.input_size} at output stride {output_stride} gives {derived} (leave it out "
+            "to derive it)",
+        )
+
     @property
     def output_hw(self) -> tuple[int, int]:
+        """Target map size; without a model (a bare DataConfig) the hourglass stride is assumed."""
         if self.output_size is not None:
             return int(self.output_size[0]), int(self.output_size[1])
-        return (self.input_size[0] + 1) // 4, (self.input_size[1] + 1) // 4
+        return self.derived_output_hw(BACKBONE_OUTPUT_STRIDES["hourglass"])
 
 
 @dataclass
@@ -297,10 +328,14 @@ class Config:
     def validate(self) -> Config:
         for section in ("model", "data", "train", "test", "export"):
             getattr(self, section).validate(section)
+        self.data.resolve_output_size(self.model.output_stride)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        tree = dataclasses.asdict(self)
+        if getattr(self.data, "_derived_output_size", False):
+            tree["data"]["output_size"] = None
+        return tree
 
 
 def _check(condition: bool, message: str) -> None:
@@ -455,7 +490,7 @@ def load_config(
     elif source is None:
         tree, name = {}, "<defaults>"
     else:
-        name = os.fspath(source)
+        name = resolve_config_path(source)
         tree = _read_yaml(name)
     for assignment in overrides or []:
         _apply_override(tree, assignment)

@@ -96,7 +96,7 @@ def load_weights(model, path: str, config_name: str | None = None) -> dict:
 def _load_keras_model(model, path: str, where: str) -> dict:
     import keras
 
-    import cornernet_tf.modeling.cornernet  # noqa: F401  (registers CornerNet for deserialisation)
+    import cornernet_tf.training.task  # noqa: F401  (registers CornerNet and its task for deserialisation)
 
     try:
         saved = keras.saving.load_model(path, compile=False)

@@ -311,3 +311,36 @@ def test_build_model_accepts_every_form():
     assert len(counts) == 1
     with pytest.raises(ConfigError, match="model.num_classes"):
         build_model({"num_classes": 0})
+
+
+# --------------------------------------------------------------------------- derived output size
+
+
+@pytest.mark.parametrize(
+    "path, input_size, output_size",
+    [
+        (HG104, [511, 511], [128, 128]),  # the official CornerNet511 maps
+        (CONFIG_DIR / "cornernet_squeeze.yaml", [511, 511], [64, 64]),  # official Squeeze: 64
+        (CONFIG_DIR / "cornernet_squeeze_tiny.yaml", [191, 191], [24, 24]),
+        (TINY, [127, 127], [32, 32]),
+    ],
+)
+def test_output_size_follows_the_model_stride(path, input_size, output_size):
+    config = load_config(path)
+    assert config.data.input_size == input_size
+    assert list(config.data.output_hw) == output_size
+    assert config.to_dict()["data"]["output_size"] is None  # derived, not written back
+
+
+def test_derived_output_size_follows_later_overrides():
+    base = load_config(TINY)
+    assert base.data.output_hw == (32, 32)
+    changed = load_config(base, ["model.backbone=squeeze", "data.input_size=[191,191]"])
+    assert changed.data.output_hw == (24, 24)
+
+
+def test_a_stated_output_size_must_agree_with_the_model():
+    assert load_config(TINY, ["data.output_size=[32,32]"]).data.output_hw == (32, 32)
+    message = _error(CONFIG_DIR / "cornernet_squeeze_tiny.yaml", ["data.output_size=[48,48]"])
+    assert "data.output_size [48, 48]" in message and "output stride 8 gives [24, 24]" in message
+    assert "cornernet_squeeze_tiny.yaml" in message

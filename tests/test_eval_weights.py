@@ -82,3 +82,27 @@ def test_bad_paths(tmp_path):
     broken.write_bytes(b"not a zip archive")
     with pytest.raises(WeightsError, match="cannot be read as a Keras model"):
         load_weights(model, str(broken))
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_files_of_the_training_task_load_into_the_network(tiny_files, tmp_path, suffix):
+    """Training saves the task (the network plus its optimizer); eval, detect and export load
+    those files into the bare network, and the other way round."""
+    from cornernet_tf.training.task import build_model as build_task
+
+    source, root = tiny_files
+    task = build_task(load_config(TINY).model)
+    task.set_weights(source.get_weights())
+    task.compile(optimizer="adam")
+    path = str(tmp_path / f"task{suffix}")
+    if suffix == ".keras":
+        task.save(path)
+    else:
+        task.save_weights(path)
+    network = build_model(load_config(TINY).model)
+    assert not _same_weights(network, source)
+    load_weights(network, path)
+    assert _same_weights(network, source)
+    fresh_task = build_task(load_config(TINY).model)
+    load_weights(fresh_task, str(root / f"tiny{suffix}"))
+    assert _same_weights(fresh_task, source)

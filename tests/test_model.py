@@ -287,3 +287,51 @@ def test_summary_lists_the_stacks_layers(two_stack_model):
         ):
             assert f"{layer}_{stack}" in text
     assert f"{two_stack_model.count_params():,}" in text
+
+
+# --------------------------------------------------------------------------- backbones and layers
+
+
+def test_every_config_backbone_is_registered_and_built_alike():
+    from cornernet_tf.config import BACKBONE_OUTPUT_STRIDES
+    from cornernet_tf.modeling.backbones import BACKBONES, build_backbone
+    from cornernet_tf.modeling.hourglass import HourglassModule
+
+    assert set(BACKBONES) == set(BACKBONE_OUTPUT_STRIDES)
+    for name, stride in BACKBONE_OUTPUT_STRIDES.items():
+        cfg = load_model_config(dict(_two_stack_tiny(), backbone=name))
+        stem, stacks, merges = build_backbone(cfg)
+        assert stem.residuals == int(np.log2(stride)) - 1, name
+        assert len(stacks) == 2 and len(merges) == 1
+        assert set(stacks[0]) == {
+            "hourglass",
+            "cnv",
+            *(f"{c}_{k}" for c in ("tl", "br") for k in ("pool", "heat", "tag", "regr")),
+        }
+        hourglass = stacks[0]["hourglass"]
+        assert isinstance(hourglass, HourglassModule)
+        assert hourglass.block == BACKBONES[name].block
+        assert hourglass.upsample == BACKBONES[name].upsample
+        assert stacks[0]["tl_heat"].kernel_size == BACKBONES[name].head_kernel
+
+
+def test_squeeze_image_sizes_are_checked_at_its_own_stride():
+    model = build_model(dict(_two_stack_tiny(), backbone="squeeze"))
+    with pytest.raises(ValueError) as info:
+        model(np.zeros((1, 100, 127, 3), np.float32))
+    assert "height 100" in str(info.value) and "ceil(height / 8)" in str(info.value)
+
+
+def test_the_network_imports_nothing_from_training():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cornernet_tf.modeling.cornernet; "
+        "print(sorted(m for m in sys.modules if m.startswith('cornernet_tf.training')))"
+    )
+    root = pathlib.Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

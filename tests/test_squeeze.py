@@ -7,22 +7,27 @@ import numpy as np
 import pytest
 
 from cornernet_tf.config import load_config
-from cornernet_tf.modeling.backbones import (
-    build_backbone_stacks,
-    output_hw,
-    output_stride,
-    stride_multiple,
-)
+from cornernet_tf.modeling.backbones import build_backbone, output_stride, stride_multiple
 from cornernet_tf.modeling.cornernet import OUTPUT_KEYS, CornerNet, build_model
-from cornernet_tf.modeling.squeeze import (
-    FireModule,
-    PointwisePredictionHead,
-    SqueezeHourglass,
-    SqueezeStem,
-)
+from cornernet_tf.modeling.heads import PredictionHead
+from cornernet_tf.modeling.hourglass import HourglassModule, Stem
+from cornernet_tf.modeling.layers import FireModule
 
 EPS = 1e-5
 TINY = "configs/cornernet_squeeze_tiny.yaml"
+
+
+# CornerNet-Squeeze's layers are configurations of the shared ones (modeling/backbones.py).
+def squeeze_hourglass(dims, modules, **kwargs):
+    return HourglassModule(dims, modules, block="fire", upsample="transposed", **kwargs)
+
+
+def squeeze_stem(dims, **kwargs):
+    return Stem(dims, residuals=2, **kwargs)
+
+
+def pointwise_head(out_dim, head_dim, **kwargs):
+    return PredictionHead(out_dim, head_dim, kernel_size=1, **kwargs)
 
 
 # ----------------------------------------------------------------------------- NumPy reference
@@ -104,7 +109,7 @@ def test_fire_module_matches_numpy_reference(in_ch, filters, stride, hw):
 
 def test_hourglass_matches_numpy_reference():
     """A depth-1 hourglass: up1 fires + stride-2 fire, bottom fires, back to width, transposed conv."""
-    hg = SqueezeHourglass([8, 12], [1, 2])
+    hg = squeeze_hourglass([8, 12], [1, 2])
     x = np.random.default_rng(2).normal(size=(1, 8, 6, 8)).astype(np.float32)
     hg.build(x.shape)
     randomise(hg, seed=3)
@@ -119,7 +124,7 @@ def test_hourglass_matches_numpy_reference():
 
 
 def test_stem_down_samples_8x_with_symmetric_padding():
-    stem = SqueezeStem([4, 8])
+    stem = squeeze_stem([4, 8])
     for hw in [(127, 127), (64, 48), (33, 17)]:
         shape = (1,) + hw + (3,)
         out = stem(np.zeros(shape, np.float32))
@@ -131,7 +136,7 @@ def test_stem_down_samples_8x_with_symmetric_padding():
 
 
 def test_pointwise_head_is_two_1x1_convolutions():
-    head = PointwisePredictionHead(3, 5, bias_init=-2.19)
+    head = pointwise_head(3, 5, bias_init=-2.19)
     x = np.random.default_rng(4).normal(size=(1, 4, 4, 6)).astype(np.float32)
     head.build(x.shape)
     assert head.hidden.conv.kernel.shape == (1, 1, 6, 5)
@@ -146,9 +151,9 @@ def test_pointwise_head_is_two_1x1_convolutions():
     "layer",
     [
         FireModule(8, stride=2, name="f"),
-        SqueezeStem([4, 8], name="s"),
-        SqueezeHourglass([8, 12, 16], [1, 1, 2], name="h"),
-        PointwisePredictionHead(3, 5, bias_init=-1.0, name="p"),
+        squeeze_stem([4, 8], name="s"),
+        squeeze_hourglass([8, 12, 16], [1, 1, 2], name="h"),
+        pointwise_head(3, 5, bias_init=-1.0, name="p"),
     ],
 )
 def test_layers_round_trip_through_get_config(layer):
@@ -162,10 +167,10 @@ def test_bad_arguments_name_the_value():
     with pytest.raises(ValueError, match="stride"):
         FireModule(8, stride=3)
     with pytest.raises(ValueError, match="dims"):
-        SqueezeHourglass([8], [1])
+        squeeze_hourglass([8], [1])
     cfg = load_config(TINY, ["model.dims=[32,48,64,95]"]).model
     with pytest.raises(ValueError, match="even"):
-        build_backbone_stacks(cfg)
+        build_backbone(cfg)
 
 
 # ----------------------------------------------------------------------------- whole model
@@ -244,7 +249,7 @@ def test_squeeze_cornernet_outputs_are_8x_down_sampled(tiny_model):
     for hw in [(127, 127), (255, 127), (191, 191)]:
         out = tiny_model(np.zeros((1,) + hw + (3,), np.uint8), stacks="last")
         assert set(out) == set(OUTPUT_KEYS)
-        expected = output_hw(cfg, hw)
+        expected = tuple(-(-s // 8) for s in hw)  # ceil(size / stride)
         assert out["tl_heat"][0].shape == (1,) + expected + (3,)
         assert out["br_regr"][0].shape == (1,) + expected + (2,)
 

@@ -15,13 +15,13 @@ import tensorflow as tf
 
 from cornernet_tf.config import ConfigError, load_config
 from cornernet_tf.losses import cornernet_loss
-from cornernet_tf.modeling.cornernet import build_model
 from cornernet_tf.targets import encode_targets
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.fit import train, validation_epochs
 from cornernet_tf.training.schedule import StepDecay, build_schedule, effective_learning_rate
 from cornernet_tf.training.steps import NonFiniteLossError
 from cornernet_tf.training.strategy import per_replica_batch_size
+from cornernet_tf.training.task import build_model
 from cornernet_tf.training.workdir import prepare_workdir
 
 # The smallest CornerNet that still has every part (hourglass n=1, one stack, corner pools, heads).
@@ -144,7 +144,7 @@ def test_fit_logs_the_cornernet_loss_and_refuses_a_non_finite_step():
 def test_compile_resolves_loss_weights_and_trackers():
     model = build_model(SMALL_MODEL)
     model.compile(optimizer="adam", loss_weights={"pull": 1.0, "regr": 0.5})
-    assert model._cornernet_loss_weights == {"focal": 1.0, "pull": 1.0, "push": 0.1, "regr": 0.5}
+    assert model.loss_weights_by_term == {"focal": 1.0, "pull": 1.0, "push": 0.1, "regr": 0.5}
     assert [m.name for m in model.metrics] == ["loss", "focal", "pull", "push", "regr"]
 
 
@@ -311,3 +311,48 @@ def test_csv_history_grows_columns_and_plot(tmp_path):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no known metric"):
         plot_history([{"epoch": 1, "other": 2.0}], str(tmp_path / "x.png"))
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def test_task_and_network_share_layers_weights_files_and_outputs(tmp_path):
+    from cornernet_tf.modeling.cornernet import CornerNet
+    from cornernet_tf.modeling.cornernet import build_model as build_network
+    from cornernet_tf.training.task import CornerNetTask
+
+    task = build_model(SMALL_MODEL)
+    assert isinstance(task, CornerNetTask) and isinstance(task.backbone, CornerNet)
+    assert [v.path for v in task.weights] == [v.path for v in task.backbone.weights]
+    assert task.official_variables() == task.backbone.official_variables()
+    images = make_batch(1)[0]
+    for stacks in ("all", "last"):
+        a, b = task(images, stacks=stacks), task.backbone(images, stacks=stacks)
+        for key in a:
+            np.testing.assert_array_equal(a[key][-1].numpy(), b[key][-1].numpy())
+    # Weights files written by either load into the other (training writes the task's).
+    task.compile(optimizer="adam")
+    task.save_weights(str(tmp_path / "task.weights.h5"))
+    network = build_network(SMALL_MODEL)
+    network.load_weights(str(tmp_path / "task.weights.h5"))
+    network.save_weights(str(tmp_path / "network.weights.h5"))
+    other = build_model(SMALL_MODEL)
+    other.load_weights(str(tmp_path / "network.weights.h5"))
+    for a, b, c in zip(task.get_weights(), network.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_compiled_task_round_trips_through_a_keras_file(tmp_path):
+    from cornernet_tf.training.task import CornerNetTask
+
+    task = build_model(SMALL_MODEL)
+    task.compile(optimizer=keras.optimizers.Adam(1e-3), loss_weights={"pull": 0.5})
+    task.save(str(tmp_path / "task.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "task.keras"))
+    assert isinstance(loaded, CornerNetTask) and loaded.model_config == task.model_config
+    assert loaded.loss_weights_by_term == task.loss_weights_by_term
+    images = make_batch(1)[0]
+    np.testing.assert_array_equal(
+        loaded(images)["tl_heat"][0].numpy(), task(images)["tl_heat"][0].numpy()
+    )

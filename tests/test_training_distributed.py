@@ -102,8 +102,8 @@ import keras
 sys.path.insert(0, {tests!r})
 from test_training import SMALL_MODEL, make_batch
 from cornernet_tf.config import ConfigError, load_config
-from cornernet_tf.modeling.cornernet import build_model
 from cornernet_tf.training.fit import train
+from cornernet_tf.training.task import build_model
 
 # Four images, one without any object: the per-replica shards then have different numbers of
 # positives, so a per-replica normalisation (or per-replica BatchNorm) would give another step.

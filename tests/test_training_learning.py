@@ -12,6 +12,7 @@ import numpy as np
 from cornernet_tf.config import load_config
 from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.shapes import generate_shapes
+from cornernet_tf.eval.runner import evaluate
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.fit import train
 
@@ -47,7 +48,7 @@ def test_tiny_config_loss_decreases_on_shapes(tmp_path, capsys):
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train(config, str(tmp_path / "run"), progress=False)
+        result = train(config, str(tmp_path / "run"), progress=False, evaluate=evaluate)
     assert result.final_step == 30
     assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert "on 3 images" in capsys.readouterr().out

@@ -161,6 +161,7 @@ def _make_shapes(shapes: str, val_dir: str, args: argparse.Namespace) -> None:
 
 def _train(config_file: str, workdir: str, data_overrides: list[str], args) -> str:
     """Train a complete short schedule; returns the weights file to use afterwards."""
+    from cornernet_tf.eval.runner import evaluate
     from cornernet_tf.training.fit import train
 
     # A complete short schedule (the ÷10 decay is worth much of the final AP) rather than the
@@ -176,6 +177,7 @@ def _train(config_file: str, workdir: str, data_overrides: list[str], args) -> s
         progress=not args.no_progress,
         overrides=overrides,
         max_seconds=args.minutes * 60,
+        evaluate=evaluate,
     )
     weights = result.paths.last if os.path.exists(result.paths.last) else result.paths.best
     print(

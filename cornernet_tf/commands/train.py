@@ -32,12 +32,17 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import sys
 
+    from cornernet_tf.eval.runner import evaluate
     from cornernet_tf.training.fit import train
     from cornernet_tf.training.steps import NonFiniteLossError
 
     try:
         result = train(
-            args.config, args.workdir, progress=not args.no_progress, overrides=args.overrides
+            args.config,
+            args.workdir,
+            progress=not args.no_progress,
+            overrides=args.overrides,
+            evaluate=evaluate,
         )
     except NonFiniteLossError as error:
         print(f"cornernet train: {error}", file=sys.stderr)

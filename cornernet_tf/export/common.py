@@ -35,10 +35,11 @@ def prepare_model(
     ``config`` (optional) supplies the other sections (test, data, export); its model section is
     replaced by the model's own.
     """
-    from cornernet_tf.modeling.cornernet import CornerNet, build_model
+    from cornernet_tf.modeling.cornernet import build_model
     from cornernet_tf.weights import load_weights
 
-    if isinstance(model_or_config, CornerNet):
+    # A CornerNet network or the training task around one: both carry their model config.
+    if getattr(model_or_config, "model_config", None) is not None:
         source_model = model_or_config
         base = load_config(config) if config is not None else Config()
         config = dataclasses.replace(base, model=dataclasses.replace(source_model.model_config))

@@ -11,5 +11,15 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "CornerNet": "cornernet_tf.modeling.cornernet",
         "build_model": "cornernet_tf.modeling.cornernet",
+        "BACKBONES": "cornernet_tf.modeling.backbones",
+        "build_backbone": "cornernet_tf.modeling.backbones",
+        "HourglassModule": "cornernet_tf.modeling.hourglass",
+        "Stem": "cornernet_tf.modeling.hourglass",
+        "StackMerge": "cornernet_tf.modeling.hourglass",
+        "PredictionHead": "cornernet_tf.modeling.heads",
+        "CornerPoolModule": "cornernet_tf.modeling.corner_pool",
+        "FireModule": "cornernet_tf.modeling.layers",
+        "Residual": "cornernet_tf.modeling.layers",
+        "ConvBN": "cornernet_tf.modeling.layers",
     },
 )

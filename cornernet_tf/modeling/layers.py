@@ -1,9 +1,9 @@
-"""Basic building blocks: convolution + BatchNorm (+ ReLU) and the residual block.
+"""Basic building blocks: convolution + BatchNorm (+ ReLU), the residual block and the fire module.
 
-Both mirror the official ``convolution`` and ``residual`` modules (models/py_utils/utils.py):
-symmetric ``(k - 1) // 2`` padding, bias-free convolutions before BN, torch's BN epsilon. Every
-layer can list its variables under the official PyTorch ``state_dict`` names (``official_variables``)
-so the converter can load the published checkpoints without a hand-written key table.
+They mirror the official ``convolution``, ``residual`` and ``fire_module`` modules: symmetric
+``(k - 1) // 2`` padding, bias-free convolutions before BN, torch's BN epsilon. Layers list their
+variables under the official PyTorch ``state_dict`` names (``official_variables``) so the converter
+can load the published checkpoints without a hand-written key table.
 """
 
 from __future__ import annotations
@@ -198,6 +198,91 @@ class Residual(layers.Layer):
             out += [(f"{prefix}.skip.0.weight", self.skip_conv.kernel, CONV)]
             out += _bn_variables(self.skip_bn, f"{prefix}.skip.1")
         return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            stride=self.stride,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+        )
+        return config
+
+
+# Every fire module squeezes to half its output width (official ``sr=2``); the depthwise 3x3
+# expand convolution then has one filter per squeezed channel.
+SQUEEZE_RATIO = 2
+
+
+@keras.saving.register_keras_serializable(package="cornernet_tf")
+class FireModule(layers.Layer):
+    """relu(BN(concat(conv1x1(s), dwconv3x3(s))) [+ x]) with s = BN(conv1x1(x)) (official ``fire_module``).
+
+    ``stride`` 2 applies to both expand convolutions; the skip connection exists only when the
+    stride is 1 and the input has ``filters`` channels.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        stride: int = 1,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if filters < 2 or filters % SQUEEZE_RATIO:
+            raise ValueError(f"FireModule: filters must be an even number >= 2, got {filters}")
+        if stride not in (1, 2):
+            raise ValueError(f"FireModule: stride must be 1 or 2, got {stride}")
+        self.filters = filters
+        self.stride = stride
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        squeezed = filters // SQUEEZE_RATIO
+        self.squeeze = layers.Conv2D(squeezed, 1, use_bias=False, name="squeeze")
+        self.squeeze_bn = make_batch_norm("squeeze_bn", bn_epsilon, bn_momentum)
+        self.expand_1x1 = layers.Conv2D(
+            filters // 2, 1, strides=stride, use_bias=False, name="expand_1x1"
+        )
+        # Stride 1: 'same' is symmetric for a 3x3 kernel; stride 2 pads explicitly in call().
+        self.expand_3x3 = layers.DepthwiseConv2D(
+            3,
+            strides=stride,
+            padding="same" if stride == 1 else "valid",
+            use_bias=False,
+            name="expand_3x3",
+        )
+        self.expand_bn = make_batch_norm("expand_bn", bn_epsilon, bn_momentum)
+        self.has_skip = None
+
+    def build(self, input_shape):
+        squeezed = self.filters // SQUEEZE_RATIO
+        self.squeeze.build(input_shape)
+        squeezed_shape = tuple(input_shape[:-1]) + (squeezed,)
+        self.squeeze_bn.build(squeezed_shape)
+        self.expand_1x1.build(squeezed_shape)
+        self.expand_3x3.build(squeezed_shape)
+        self.expand_bn.build(self.compute_output_shape(input_shape))
+        self.has_skip = self.stride == 1 and input_shape[-1] == self.filters
+        self.built = True
+
+    def call(self, x, training=None):
+        s = self.squeeze_bn(self.squeeze(x), training=training)
+        padded = s if self.stride == 1 else ops.pad(s, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        y = ops.concatenate([self.expand_1x1(s), self.expand_3x3(padded)], axis=-1)
+        y = self.expand_bn(y, training=training)
+        if self.has_skip:
+            y = y + x
+        return ops.relu(y)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        if self.stride == 2:
+            h = None if h is None else (h + 1) // 2
+            w = None if w is None else (w + 1) // 2
+        return (n, h, w, self.filters)
 
     def get_config(self):
         config = super().get_config()

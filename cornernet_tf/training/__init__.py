@@ -1,9 +1,10 @@
 """Training: ``model.fit`` with the CornerNet loss under tf.distribute, and the ``cornernet train`` run.
 
-The training task (compile, ``train_step`` / ``test_step``, loss terms as metrics, the non-finite
-check), ``global_loss`` (the global-batch loss computed per replica), ``schedule`` (Adam's step
-decay), ``strategy`` (strategy, batch split, precision policy), ``callbacks``, ``workdir`` and
-``plots`` (what a run writes) and ``fit`` (:func:`train`, the whole run).
+``task.CornerNetTask`` wraps the network, keras-hub style: compile, ``train_step`` /
+``test_step`` (what one step computes is in ``steps``), loss terms as metrics and the non-finite
+check. ``global_loss`` (the global-batch normalisers), ``schedule`` (Adam's step decay),
+``strategy`` (strategy, batch split, precision policy), ``callbacks``, ``workdir`` and ``plots``
+(what a run writes) and ``fit`` (:func:`train`, the whole run).
 """
 
 from cornernet_tf._lazy import lazy_exports
@@ -11,6 +12,8 @@ from cornernet_tf._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "CornerNetTask": "cornernet_tf.training.task",
+        "build_model": "cornernet_tf.training.task",
         "train": "cornernet_tf.training.fit",
         "TrainResult": "cornernet_tf.training.fit",
     },

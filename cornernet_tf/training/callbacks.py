@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -189,25 +189,35 @@ class CocoAPCallback(keras.callbacks.Callback):
     """COCO AP / AP50 on the first ``max_images`` validation images at the 1-based ``epochs``
     (the same list as ``model.fit``'s ``validation_freq``).
 
-    Runs the official test procedure (``cornernet_tf.eval.runner.evaluate``). Epochs without an
-    evaluation log NaN, so every epoch has the same columns in the CSV log.
+    ``evaluate(model, config, max_images=..., progress=False)`` returns a dict with ``AP``,
+    ``AP50`` and ``num_images``: ``cornernet_tf.eval.runner.evaluate`` (the official test procedure
+    and pycocotools), handed in by the caller because evaluation sits in a layer above training.
+    Epochs without an evaluation log NaN, so every epoch has the same columns in the CSV log.
     """
 
     KEYS = ("val_AP", "val_AP50")
 
-    def __init__(self, config, max_images: int, epochs: Sequence[int], verbose: bool = True):
+    def __init__(
+        self,
+        config,
+        max_images: int,
+        epochs: Sequence[int],
+        evaluate: Callable[..., dict],
+        verbose: bool = True,
+    ):
         super().__init__()
         self.config = config
+        self.evaluate_fn = evaluate
         self.max_images = int(max_images)
         self.epochs = frozenset(int(e) for e in epochs)
         self.verbose = verbose
         self.last: dict = {}
 
     def evaluate(self) -> dict:
-        from cornernet_tf.eval.runner import evaluate
-
         start = time.perf_counter()
-        metrics = evaluate(self.model, self.config, max_images=self.max_images, progress=False)
+        metrics = self.evaluate_fn(
+            self.model, self.config, max_images=self.max_images, progress=False
+        )
         self.last = {
             "val_AP": metrics["AP"],
             "val_AP50": metrics["AP50"],

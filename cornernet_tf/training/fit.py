@@ -16,13 +16,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, load_config
 from cornernet_tf.losses import loss_weights
+from cornernet_tf.modeling.cornernet import build_model as build_network
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.plots import plot_history
 from cornernet_tf.training.schedule import build_schedule
@@ -33,6 +34,7 @@ from cornernet_tf.training.strategy import (
     per_replica_batch_size,
     precision_policy,
 )
+from cornernet_tf.training.task import CornerNetTask
 from cornernet_tf.training.workdir import WorkdirPaths, prepare_workdir
 
 logger = logging.getLogger("cornernet_tf.training")
@@ -49,14 +51,6 @@ class TrainResult:
     paths: WorkdirPaths
     model: keras.Model | None = None
 
-    @property
-    def checkpoint(self) -> str:
-        return self.paths.last
-
-    @property
-    def curves(self) -> str:
-        return self.paths.curves
-
 
 def has_validation_data(config: Config) -> bool:
     data = config.data
@@ -68,18 +62,24 @@ def build_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=build_schedule(config.train))
 
 
-def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> keras.Model:
-    """CornerNet, compiled for training, with its variables in ``strategy``'s scope."""
-    from cornernet_tf.modeling.cornernet import build_model
+def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> CornerNetTask:
+    """The CornerNet task, compiled for training, with its variables in ``strategy``'s scope.
 
+    The network and everything ``compile`` creates (optimizer, trackers) live in the scope; the
+    task around the network is created outside it (see task.py) and trains under the network's
+    strategy.
+    """
     with strategy.scope():
-        model = build_model(config.model)
-        model.compile(
+        network = build_network(config.model)
+    task = CornerNetTask(network)
+    with strategy.scope():
+        task.compile(
             optimizer=build_optimizer(config),
             loss_weights=loss_weights(config.train),
             jit_compile=bool(config.train.jit_compile),
         )
-    return model
+        task.optimizer.build(task.trainable_variables)
+    return task
 
 
 def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: bool):
@@ -140,6 +140,7 @@ def train(
     val_dataset=None,
     return_model: bool = False,
     max_seconds: float | None = None,
+    evaluate: Callable[..., dict] | None = None,
 ) -> TrainResult:
     """Train CornerNet as configured, resuming from ``workdir`` when it holds a run of the same model.
 
@@ -152,6 +153,10 @@ def train(
         ``build_dataset``: ``(images, targets)`` with the *global* batch for one replica).
       return_model: keep the trained model in the result.
       max_seconds: stop after this much training time (the run can be resumed later).
+      evaluate: validation COCO AP, e.g. ``cornernet_tf.eval.runner.evaluate`` (what
+        ``cornernet train`` passes): with a validation set and ``train.val_ap_images > 0`` it runs
+        at the validation epochs and ``best.weights.h5`` follows the AP; without it, the
+        validation loss.
 
     Raises:
       ConfigError: bad config, batch that does not divide across replicas, or a work directory
@@ -176,7 +181,7 @@ def train(
     epochs = math.ceil(t.max_steps / steps_per_epoch)
     validation = has_validation_data(config) or val_dataset is not None
     validate_at = validation_epochs(epochs, t.val_every_epochs)
-    ap = has_validation_data(config) and t.val_ap_images > 0 and chief
+    ap = evaluate is not None and has_validation_data(config) and t.val_ap_images > 0 and chief
 
     start = time.perf_counter()
     with precision_policy(t.mixed_precision):
@@ -198,7 +203,9 @@ def train(
         if max_seconds is not None:
             callbacks.append(cb.TimeBudget(max_seconds))
         if ap:
-            callbacks.append(cb.CocoAPCallback(config, t.val_ap_images, validate_at, verbose=True))
+            callbacks.append(
+                cb.CocoAPCallback(config, t.val_ap_images, validate_at, evaluate, verbose=True)
+            )
         if chief:
             monitor, mode = _monitor(ap, validation)
             callbacks += [

@@ -1,4 +1,4 @@
-"""``CornerNet.train_step`` / ``test_step``: what one ``model.fit`` step does.
+"""What one ``fit``/``evaluate`` step of the task does (``CornerNetTask.train_step`` / ``test_step``).
 
 * The loss of a step is the CornerNet loss of the global batch (see ``global_loss.py``): each
   replica computes its share, Keras sums the gradients over replicas, and BatchNorm statistics
@@ -15,6 +15,9 @@
   forward pass runs through ``stateless_call`` so that BatchNorm's moving statistics are only
   assigned after the check. Under XLA (``jit_compile=True``) the check is compiled out, and the
   ``NonFiniteLossGuard`` callback stops training after the step instead.
+
+The functions take the task (a ``keras.Model``) and use only its public attributes: the
+optimizer, the variables, ``loss_weights_by_term`` and the trackers it creates in ``compile``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.detection.contract import TARGET_KEYS
-from cornernet_tf.losses import LOSS_TERMS, resolve_loss_weights
+from cornernet_tf.losses import LOSS_TERMS
 from cornernet_tf.training.global_loss import replica_loss
 
 IMAGE_ID_KEY = "image_id"
@@ -49,30 +52,6 @@ class NonFiniteLossError(FloatingPointError):
         self.checkpoint = checkpoint
 
 
-def configure_compile(model, loss, loss_weights, sync_batch_norm) -> None:
-    """Checks and state for ``CornerNet.compile``: loss weights, trackers, BatchNorm sync."""
-    if loss is not None:
-        raise ValueError(
-            "CornerNet.compile: the model trains with its own CornerNet loss; do not pass `loss` "
-            "(use loss_weights={'focal': ..., 'pull': ..., 'push': ..., 'regr': ...} to weight its terms)"
-        )
-    weights = resolve_loss_weights(loss_weights)
-    replicas = model.distribute_strategy.num_replicas_in_sync
-    if sync_batch_norm == "auto":
-        sync_batch_norm = replicas > 1
-    if not isinstance(sync_batch_norm, bool):
-        raise ValueError(
-            f"CornerNet.compile: sync_batch_norm must be 'auto', True or False, got {sync_batch_norm!r}"
-        )
-    model.set_batch_norm_synchronized(sync_batch_norm)
-    # Metric objects are kept out of Keras' automatic state tracking (as Keras does for its own
-    # loss tracker): the functional model is already built and its state is locked.
-    with model.distribute_strategy.scope():
-        trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
-    object.__setattr__(model, "_loss_term_trackers", trackers)
-    object.__setattr__(model, "_cornernet_loss_weights", weights)
-
-
 def _unpack(data, where: str):
     images, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if sample_weight is not None:
@@ -93,7 +72,7 @@ def _unpack(data, where: str):
 
 
 def _weights(model) -> dict:
-    weights = getattr(model, "_cornernet_loss_weights", None)
+    weights = getattr(model, "loss_weights_by_term", None)
     if weights is None:
         raise RuntimeError("CornerNet: call model.compile(optimizer=...) before fit/evaluate")
     return weights
@@ -136,9 +115,9 @@ def _track(model, terms: dict):
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:
         values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-    model._loss_tracker.update_state(values[0])
+    model.loss_tracker.update_state(values[0])
     for i, name in enumerate(LOSS_TERMS):
-        model._loss_term_trackers[name].update_state(values[i + 1])
+        model.loss_term_trackers[name].update_state(values[i + 1])
     results = model.get_metrics_result()
     if _multi_worker(model.distribute_strategy):
         # Keras (3.15) reduces step outputs with strategy.reduce(MEAN, axis=0) across workers,
