@@ -269,3 +269,56 @@ def test_training_step_builds_with_soft_placement_off(fresh, library):
         assert len(native_calls) >= 4  # the model's corner pools use the native op
     else:
         assert native_calls == []
+
+
+MIRRORED_SOFT_PLACEMENT_OFF = """
+import importlib, json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_soft_device_placement(False)
+
+import keras
+sys.path.insert(0, {tests!r})
+from test_training import SMALL_MODEL, make_batch
+from cornernet_tf.modeling.cornernet import build_model
+
+native_devices = importlib.import_module("cornernet_tf.ops.native_devices")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = build_model(dict(SMALL_MODEL, corner_pool_impl="auto"))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+images, targets = make_batch(4, seed=5)
+ds = tf.data.Dataset.from_tensor_slices((images, targets)).batch(4)
+loss = model.fit(ds, epochs=1, verbose=0).history["loss"][0]
+verdicts = {{f"{{d}}/{{t}}": v for (d, t), v in native_devices._verdicts.by_key.items()}}
+json.dump({{"loss": loss, "verdicts": verdicts}}, open("result.json", "w"))
+"""
+
+
+def test_mirrored_step_on_every_device_with_soft_placement_off(tmp_path):
+    """MirroredStrategy over two logical CPU devices, soft placement off: the step builds and
+    runs, and auto decided for each replica's device on its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SOFT_PLACEMENT_OFF.format(tests=os.path.join(root, "tests")))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert np.isfinite(result["loss"])
+    assert result["verdicts"] == {"CPU:0/float32": None, "CPU:1/float32": None}
