@@ -297,6 +297,7 @@ json.dump({{"loss": loss, "verdicts": verdicts}}, open("result.json", "w"))
 """
 
 
+@pytest.mark.slow  # a fresh TensorFlow process with two logical devices
 def test_mirrored_step_on_every_device_with_soft_placement_off(tmp_path):
     """MirroredStrategy over two logical CPU devices, soft placement off: the step builds and
     runs, and auto decided for each replica's device on its own."""
