@@ -25,8 +25,10 @@ docs/gpu.md for the official TensorFlow GPU container). Stages:
              check, 0 when all pass.
 
 On a machine without a visible GPU it prints one line, "no GPU visible ...", and exits with
-code 2 before doing anything else. The whole run takes a few minutes on one H100 (the build
-about one; HG-104 tracing dominates the rest); --skip-hg104 leaves out the HG-104 parts.
+code 2 before doing anything else. The run is sized for under 8 minutes on one H100, build
+included: one CUDA architecture is compiled, the CPU reference runs in its own process while the
+GPUs train, and HG-104 tracing takes most of the time; --skip-hg104 leaves out the HG-104 parts,
+--no-build reuses the built library. Every stage prints its start time.
 """
 
 from __future__ import annotations
