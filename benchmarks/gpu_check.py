@@ -20,7 +20,9 @@ docs/gpu.md for the official TensorFlow GPU container). Stages:
              float32 runs so that they compare with the CPU at float32 precision.
   d. timing  The HG-104 511x511 single-scale flip test (Detector.detect: forward + decode +
              soft-NMS) with the native and the portable corner pools, and the training step's
-             images per second per GPU (HG-104, from stage c, steps after the first).
+             images per second per GPU (HG-104, float32 with TF32 and mixed_float16:
+             --timing-steps more steps of stage c's models once the CPU reference has ended;
+             median after the first).
   e. report  A table and a JSON document (stdout, and --json FILE); exit code 1 on any failed
              check, 0 when all pass.
 
