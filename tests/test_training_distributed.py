@@ -5,6 +5,8 @@
 * MultiWorkerMirroredStrategy with two worker processes on localhost completes a few steps.
 * A ``cornernet train`` killed with SIGKILL mid-epoch resumes from its backup with the same step
   counter and optimizer state, and ends at the same step as an uninterrupted run.
+* A two-worker MultiWorkerMirroredStrategy run with one worker killed resumes, once both workers
+  are restarted, from the chief's backup and ends at ``train.max_steps`` (docs/distributed.md).
 
 Logical devices must be configured before TensorFlow initialises, and a multi-worker cluster
 needs one process per worker, hence the subprocesses.
@@ -333,3 +335,92 @@ def test_killed_run_resumes_with_the_same_step_and_optimizer_state(tmp_path, sha
     assert len(restored.files) == len(expected)
     for i, value in enumerate(expected):
         np.testing.assert_array_equal(restored[f"arr_{i}"], value)
+
+
+# --------------------------------------------------------------------------- multi-worker kill and resume
+
+
+def _start_workers(config, workdir, cwd, overrides, logs):
+    """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 (fresh ports), output to ``logs``."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(
+            subprocess.Popen(
+                _cli(config, workdir, "train.strategy=multi_worker", *overrides),
+                cwd=str(cwd),
+                env=_env(TF_CONFIG=tf_config),
+                stdout=open(logs[index], "w"),
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return procs
+
+
+@pytest.mark.slow
+def test_multi_worker_run_resumes_after_a_worker_is_killed(tmp_path, shapes):
+    """Worker 1 is killed (SIGKILL) mid-run. The survivor cannot finish without it; the cluster
+    manager's part (restart every worker with the same command and work directory, the ports
+    may change) is played by the test, and the run resumes from the chief's backup on shared
+    storage and ends at train.max_steps with the step counter intact."""
+    max_steps = 12
+    overrides = [
+        "train.batch_size=4",
+        f"train.max_steps={max_steps}",
+        "train.steps_per_epoch=6",
+        "train.backup_every_steps=2",
+    ]
+    workdir = tmp_path / "run"
+    metadata = workdir / "backup" / "training_metadata.json"
+    first_logs = [tmp_path / f"first_{i}.log" for i in range(2)]
+    procs = _start_workers(shapes, workdir, tmp_path, overrides, first_logs)
+    survivor_exit = None
+    try:
+        deadline = time.time() + 300
+        step = 0
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            if metadata.exists():
+                try:
+                    step = json.loads(metadata.read_text())["step"]
+                except (ValueError, KeyError):
+                    step = 0
+                if step >= 4:
+                    break
+            time.sleep(0.05)
+        assert all(p.poll() is None for p in procs), (
+            "a worker ended before the kill:\n"
+            + "\n".join(log.read_text()[-3000:] for log in first_logs)
+        )
+        procs[1].send_signal(signal.SIGKILL)
+        procs[1].wait(timeout=30)
+        try:  # the survivor either fails on its own or waits on the dead peer
+            survivor_exit = procs[0].wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            procs[0].kill()
+            procs[0].wait(timeout=30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert survivor_exit != 0, "worker 0 finished without its peer:\n" + first_logs[0].read_text()
+    saved_step = json.loads(metadata.read_text())["step"]
+    assert 4 <= saved_step < max_steps
+    assert not (workdir / "summary.json").exists()
+
+    second_logs = [tmp_path / f"second_{i}.log" for i in range(2)]
+    procs = _start_workers(shapes, workdir, tmp_path, overrides, second_logs)
+    try:
+        codes = [p.wait(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outputs = [log.read_text() for log in second_logs]
+    for index, (code, output) in enumerate(zip(codes, outputs)):
+        assert code == 0, f"worker {index} after the restart:\n{output[-5000:]}"
+        assert f"trained to step {max_steps}" in output, output[-2000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["final_step"] == max_steps
+    assert summary["resumed_from_step"] == saved_step

@@ -6,8 +6,8 @@ TensorFlow version is part of the file name because a custom op must be built ag
 TensorFlow it is loaded into; a library built for another version is simply not found.
 
 The CUDA kernels (``kernels/corner_pool_gpu.cu``) are compiled with nvcc and linked in only when
-nvcc is found and TensorFlow is a CUDA build; otherwise the library is CPU-only and GPU tensors
-fall back to the CPU kernel (TensorFlow places the op there).
+nvcc is found and TensorFlow is a CUDA build; otherwise the library is CPU-only, and on a GPU
+``impl="auto"`` uses the portable TensorFlow ops instead (``native_devices.py``; docs/gpu.md).
 
 Environment: ``CXX`` (default g++), ``CORNERNET_MARCH`` (default ``native``: the build is tuned
 for, and only guaranteed to run on, the machine that builds it; set e.g. ``x86-64-v3`` for a

@@ -21,8 +21,11 @@ Implementations (``impl``):
   slice, concat and maximum when it is not (in a ``tf.while_loop``), when it exceeds
   ``_MAX_UNROLL`` or under XLA. Its gradient (``tf.custom_gradient``) follows the official rule.
 * ``"scan"``: a ``tf.scan`` reference for tests; slow.
-* ``"auto"``: ``"native"`` when its library loads and the caller is not being compiled with XLA,
-  else ``"tf"`` (with one warning giving the reason when the library is missing or broken).
+* ``"auto"``: ``"native"`` when its library loads, the caller is not being compiled with XLA,
+  and the library has a kernel for the device the op is placed on that passes a once-per-process
+  self-check there (``native_devices.py``); else ``"tf"``, with one warning per device giving the
+  reason. So a library built without CUDA kernels never sends a GPU step's corner pools to the
+  CPU: on the GPU ``auto`` uses the portable ops, which have GPU kernels.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.python.framework import ops as _tf_ops
 from tensorflow.python.ops import control_flow_util as _control_flow_util
+
+from cornernet_tf.ops import native_devices
 
 DIRECTIONS = ("top", "left", "bottom", "right")
 IMPLS = ("auto", "native", "tf", "scan")
@@ -64,7 +69,7 @@ class _NativeState:
         self.lock = threading.Lock()
         self.module = None
         self.error: str | None = None
-        self.warned = False
+        self.warned: set[str] = set()  # fallback reasons already warned about (one per device)
 
 
 _native = _NativeState()
@@ -132,7 +137,8 @@ def reset_native_state() -> None:
     with _native.lock:
         _native.module = None
         _native.error = None
-        _native.warned = False
+        _native.warned = set()
+    native_devices.reset()
 
 
 def _in_xla_context() -> bool:
@@ -140,8 +146,12 @@ def _in_xla_context() -> bool:
     return _control_flow_util.GraphOrParentsInXlaContext(_tf_ops.get_default_graph())
 
 
-def resolve_impl(impl: str = "auto") -> str:
-    """The implementation ``corner_pool(..., impl)`` uses here: "native", "tf" or "scan"."""
+def resolve_impl(impl: str = "auto", x: tf.Tensor | None = None, device: str | None = None) -> str:
+    """The implementation ``corner_pool(..., impl)`` uses here: "native", "tf" or "scan".
+
+    For "auto" the choice is per device: ``device`` ("GPU:0"), else the device an op on ``x``
+    built here runs on (see ``native_devices.target_device``); the dtype is ``x``'s (float32
+    when ``x`` is None)."""
     if impl not in IMPLS:
         raise ValueError(f"corner_pool: unknown impl {impl!r}; expected one of {IMPLS}")
     if impl != "auto":
@@ -149,11 +159,18 @@ def resolve_impl(impl: str = "auto") -> str:
     if _in_xla_context():
         return "tf"
     ok, reason = native_available()
+    warn_key = "load"
     if ok:
-        return "native"
+        device = device or native_devices.target_device(x)
+        dtype = x.dtype.name if x is not None else "float32"
+        reason = native_devices.unusable_reason(_native.module, device, dtype)
+        if reason is None:
+            return "native"
+        warn_key = device
+        reason = f"not used on {device}: {reason}"
     with _native.lock:
-        first = not _native.warned
-        _native.warned = True
+        first = warn_key not in _native.warned
+        _native.warned.add(warn_key)
     if first:
         warnings.warn(
             f"corner_pool: native op unavailable ({reason}); "
@@ -371,8 +388,9 @@ def _corner_pool_scan(x: tf.Tensor, direction: str) -> tf.Tensor:
 def corner_pool(x, direction: str, impl: str = "auto") -> tf.Tensor:
     """Corner pooling of NHWC ``x`` in ``direction`` (top | left | bottom | right).
 
-    ``impl`` is "auto" (native op when available, else "tf"), "native", "tf" or "scan"; see the
-    module docstring. Float16, bfloat16, float32 and float64 are supported by every impl."""
+    ``impl`` is "auto" (the native op where it has a working kernel for the op's device, else
+    "tf"), "native", "tf" or "scan"; see the module docstring. Float16, bfloat16, float32 and
+    float64 are supported by every impl."""
     if not isinstance(direction, str) or direction not in DIRECTIONS:
         raise ValueError(
             f"corner_pool: unknown direction {direction!r}; expected one of {DIRECTIONS}"
@@ -384,7 +402,7 @@ def corner_pool(x, direction: str, impl: str = "auto") -> tf.Tensor:
         raise TypeError(f"corner_pool expects a floating-point tensor, got dtype {x.dtype.name}")
     if x.shape.rank != 4:
         raise ValueError(f"corner_pool expects a 4-D NHWC tensor, got shape {x.shape}")
-    impl = resolve_impl(impl)
+    impl = resolve_impl(impl, x)
     if impl == "native":
         return _corner_pool_native(x, direction)
     if impl == "scan":

@@ -2,7 +2,13 @@
 //
 // One thread per lane (outer index, inner index): consecutive threads read consecutive addresses
 // of each row, so every step of the scan is a coalesced row access. The scan itself is sequential
-// along `len`, which is short (a feature map's height or width).
+// along `len`, which is short (a feature map's height or width). No shared memory, atomics or
+// warp shuffles: each thread reads and writes only its own lane.
+//
+// The tests also compile this file as host C++ (tests/cuda_emulation), where the CUDA headers are
+// replaced by an emulation that runs a kernel launch as loops over the grid: kernels are launched
+// through CORNERNET_LAUNCH, and CORNERNET_GPU_MAX_BLOCKS may be lowered to exercise the
+// grid-stride loops on small tensors.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -15,8 +21,15 @@ namespace cornernet {
 namespace corner_pool_gpu {
 namespace {
 
+#ifndef CORNERNET_GPU_MAX_BLOCKS
+#define CORNERNET_GPU_MAX_BLOCKS 65535
+#endif
+#ifndef CORNERNET_LAUNCH
+#define CORNERNET_LAUNCH(kernel, blocks, threads, stream) kernel<<<blocks, threads, 0, stream>>>
+#endif
+
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;
+constexpr int64_t kMaxBlocks = CORNERNET_GPU_MAX_BLOCKS;
 
 // Arithmetic type: 16-bit types compare and accumulate in float.
 template <typename T> struct Acc { typedef T type; };
@@ -102,7 +115,7 @@ int Forward(const void* x, void* y, int64_t outer, int64_t len, int64_t inner, b
             cudaStream_t stream) {
   const int64_t lanes = outer * inner;
   if (lanes == 0 || len == 0) return cudaSuccess;
-  ForwardKernel<T><<<static_cast<unsigned>(Blocks(lanes)), kThreads, 0, stream>>>(
+  CORNERNET_LAUNCH(ForwardKernel<T>, static_cast<unsigned>(Blocks(lanes)), kThreads, stream)(
       static_cast<const T*>(x), static_cast<T*>(y), outer, len, inner, from_end);
   return cudaGetLastError();
 }
@@ -112,7 +125,7 @@ int Backward(const void* y, const void* dy, void* dx, int64_t outer, int64_t len
              bool from_end, cudaStream_t stream) {
   const int64_t lanes = outer * inner;
   if (lanes == 0 || len == 0) return cudaSuccess;
-  BackwardKernel<T><<<static_cast<unsigned>(Blocks(lanes)), kThreads, 0, stream>>>(
+  CORNERNET_LAUNCH(BackwardKernel<T>, static_cast<unsigned>(Blocks(lanes)), kThreads, stream)(
       static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), outer, len, inner,
       from_end);
   return cudaGetLastError();
