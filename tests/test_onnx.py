@@ -173,3 +173,36 @@ def test_cli_refuses_a_wrong_suffix(capsys):
         ["export-onnx", "--config", "cornernet_tiny", "--weights", "w.h5", "--out", "m.pb"]
     )
     assert code == 1 and "--out must end with .onnx" in capsys.readouterr().err
+
+
+def test_why_soft_nms_stays_out_of_the_onnx_graph(tmp_path):
+    """tf2onnx converts a Gaussian soft-NMS (sigma 0.25, as the exported test procedure uses)
+    without error into hard NMS, which never decays a score: the full graph would give other
+    detections silently. If a tf2onnx release fixes this, this test fails and the full graph can
+    be reconsidered."""
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([3, 4], tf.float32), tf.TensorSpec([3], tf.float32)]
+    )
+    def soft_nms(b, s):
+        _, decayed = tf.image.non_max_suppression_with_scores(
+            b, s, 3, iou_threshold=1.0, score_threshold=0.0, soft_nms_sigma=0.25
+        )
+        return decayed
+
+    expected = soft_nms(boxes, scores).numpy()
+    assert np.sort(expected)[0] < 0.7 - 0.1  # TF decays the box overlapping the best one
+    path = str(tmp_path / "nms.onnx")
+    tf2onnx.convert.from_function(
+        soft_nms, input_signature=soft_nms.input_signature, opset=17, output_path=path
+    )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = dict(zip([i.name for i in session.get_inputs()], (boxes, scores)))
+    (got,) = session.run(None, feeds)
+    np.testing.assert_allclose(np.sort(got)[::-1], scores)  # ONNX keeps every score as it was
