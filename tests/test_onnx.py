@@ -77,7 +77,9 @@ def tiny(tmp_path_factory):
 def test_metadata_describes_the_file(tiny):
     meta = read_onnx_metadata(tiny["path"])
     side = tiny["config"].data.input_size[0] | 127  # the test procedure's padding
-    assert meta["opset"] == DEFAULT_OPSET
+    from cornernet_tf.commands.export_onnx import DEFAULT_OPSET as CLI_DEFAULT_OPSET
+
+    assert meta["opset"] == DEFAULT_OPSET == CLI_DEFAULT_OPSET
     assert meta["input"] == {"name": "images", "dtype": "uint8", "shape": [1, side, side, 3]}
     assert meta["outputs"]["tl_heat"] == [1, (side + 1) // 4, (side + 1) // 4, 3]
     assert meta["category_ids"] == [1, 2, 3] and meta["output_stride"] == 4
