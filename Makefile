@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[cpu,serving,tflite,test,lint]'
+	$(PIP) install -q -e '.[cpu,serving,tflite,onnx,test,lint]'
 	$(PIP) install -q --no-deps 'tensorflow-serving-api>=2.16,<2.22'
 	touch $@
 

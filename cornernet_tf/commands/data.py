@@ -1,11 +1,15 @@
-"""``cornernet data``: make the synthetic shapes dataset, check a dataset, write TFRecord shards."""
+"""``cornernet data``: make the synthetic shapes dataset, check a dataset, write TFRecord shards,
+look at augmented training samples."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+
+from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
 
 
 def register(subparsers) -> None:
@@ -90,6 +94,33 @@ def register(subparsers) -> None:
     tfr.add_argument("--scan", choices=("header", "decode", "none"), default="header")
     tfr.set_defaults(handler=_to_tfrecord)
 
+    browse = actions.add_parser(
+        "browse",
+        help="draw augmented training samples with their boxes and corner heatmaps to PNGs",
+        description=(
+            "Runs the training input pipeline (same config and --set overrides as `cornernet train`) and "
+            "writes one PNG per sample to OUT: left, the augmented image with the target boxes and class "
+            "names; right, the top-left (red) and bottom-right (blue) corner heatmaps. Boxes are read back "
+            "from the encoded targets, so they show what the network is trained on."
+        ),
+    )
+    add_config_arguments(browse)
+    browse.add_argument("--out", required=True, help="output folder for sample_NNN.png")
+    browse.add_argument("--num-samples", type=int, default=8, help="samples to draw (default 8)")
+    browse.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="augmentation seed (default data.seed; unset: random)",
+    )
+    browse.add_argument(
+        "--zoom",
+        type=int,
+        default=None,
+        help="whole enlargement factor (default: the shorter side becomes >= 256 pixels)",
+    )
+    browse.set_defaults(handler=_browse)
+
 
 def _no_action(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -158,4 +189,41 @@ def _to_tfrecord(args) -> int:
     print(dataset.report.summary())
     print(f"wrote {len(paths)} shard(s): {paths[0]}{' ...' if len(paths) > 1 else ''}")
     print(f"dataset info: {info_path(args.out)}")
+    return 0
+
+
+def _browse(args) -> int:
+    from cornernet_tf.data.browse import browse_samples
+    from cornernet_tf.inference.draw import save_png
+    from cornernet_tf.inference.draw_samples import sample_picture
+
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.zoom is not None and args.zoom < 1:
+        raise ValueError(f"--zoom must be >= 1, got {args.zoom}")
+    overrides = list(args.overrides) + ([f"data.seed={args.seed}"] if args.seed is not None else [])
+    config = load_config_from_args(argparse.Namespace(config=args.config, overrides=overrides))
+    class_names, samples = browse_samples(config, args.num_samples)
+    os.makedirs(args.out, exist_ok=True)
+    written = 0
+    for index, sample in enumerate(samples):
+        path = os.path.join(args.out, f"sample_{index:03d}.png")
+        picture = sample_picture(
+            sample.image,
+            sample.boxes,
+            sample.classes,
+            sample.tl_heat,
+            sample.br_heat,
+            class_names=class_names,
+            zoom=args.zoom,
+        )
+        save_png(picture, path)
+        names = [class_names[c] if c < len(class_names) else str(c) for c in sample.classes]
+        dropped = f", {sample.num_dropped} past data.max_objects" if sample.num_dropped else ""
+        print(
+            f"{path}: image {sample.image_id}, {len(names)} objects ({', '.join(names)}){dropped}"
+        )
+        written += 1
+    size = config.data.input_size
+    print(f"{written} augmented samples ({size[0]}x{size[1]} network input) -> {args.out}")
     return 0
