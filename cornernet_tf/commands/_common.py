@@ -40,6 +40,32 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     )
 
 
+def add_export_arguments(
+    parser: argparse.ArgumentParser, out_help: str, fixed_input_size: bool = False
+) -> None:
+    """What every export command takes: config, ``--weights``, ``--out`` (and, for the fixed-size
+    formats, ``--input-size``); ``--category-ids`` / ``--dataset-info`` are added last."""
+    add_config_arguments(parser)
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("--out", required=True, help=out_help)
+    if fixed_input_size:
+        parser.add_argument(
+            "--input-size",
+            type=int,
+            nargs=2,
+            metavar=("H", "W"),
+            default=None,
+            help="fixed input size (default: data.input_size padded to size | 127)",
+        )
+
+
+def print_fixed_size_summary(kind: str, path: str, meta: dict) -> None:
+    """One line for an exported fixed-size model (kind, input shape, size), one for its operators."""
+    size_mb = os.path.getsize(path) / 1e6
+    print(f"{kind}, input {meta['input']['shape']}) -> {path} ({size_mb:.2f} MB)")
+    print("operators: " + ", ".join(f"{k} x{v}" for k, v in meta["operators"].items()))
+
+
 def load_config_from_args(args: argparse.Namespace):
     from cornernet_tf.config import load_config
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from cornernet_tf.commands._common import (
-    WEIGHTS_HELP,
     add_category_arguments,
-    add_config_arguments,
+    add_export_arguments,
     load_config_from_args,
     parse_category_ids,
 )
@@ -22,9 +21,7 @@ def register(subparsers) -> None:
             "Only core TF ops (corner pooling impl 'tf'). See serving/README.md."
         ),
     )
-    add_config_arguments(parser)
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("--out", required=True, help="model base folder (TF Serving base_path)")
+    add_export_arguments(parser, "model base folder (TF Serving base_path)")
     parser.add_argument(
         "--version", type=int, default=None, help="version folder (default: next free number)"
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from cornernet_tf.commands._common import (
-    WEIGHTS_HELP,
     add_category_arguments,
-    add_config_arguments,
+    add_export_arguments,
     load_config_from_args,
     parse_category_ids,
+    print_fixed_size_summary,
 )
 
 DEFAULT_OPSET = 17  # cornernet_tf.export.onnx.DEFAULT_OPSET, repeated so that --help loads no TF
@@ -27,19 +26,9 @@ def register(subparsers) -> None:
             "(pip install 'cornernet-tf[onnx]')."
         ),
     )
-    add_config_arguments(parser)
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("--out", required=True, help="output .onnx file")
+    add_export_arguments(parser, "output .onnx file", fixed_input_size=True)
     parser.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
-    )
-    parser.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        default=None,
-        help="fixed input size (default: data.input_size padded to size | 127)",
     )
     add_category_arguments(parser)
     parser.set_defaults(handler=run)
@@ -65,9 +54,5 @@ def run(args) -> int:
         print(f"cornernet export-onnx: error: {exc}", file=sys.stderr)
         return 1
     meta = read_onnx_metadata(path)
-    size_mb = os.path.getsize(path) / 1e6
-    print(
-        f"ONNX (opset {meta['opset']}, input {meta['input']['shape']}) -> {path} ({size_mb:.2f} MB)"
-    )
-    print("operators: " + ", ".join(f"{k} x{v}" for k, v in meta["operators"].items()))
+    print_fixed_size_summary(f"ONNX (opset {meta['opset']}", path, meta)
     return 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from cornernet_tf.commands._common import (
-    WEIGHTS_HELP,
     add_category_arguments,
-    add_config_arguments,
+    add_export_arguments,
     load_config_from_args,
     parse_category_ids,
+    print_fixed_size_summary,
 )
 
 
@@ -24,22 +22,12 @@ def register(subparsers) -> None:
             "written beside the model."
         ),
     )
-    add_config_arguments(parser)
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("--out", required=True, help="output .tflite file")
+    add_export_arguments(parser, "output .tflite file", fixed_input_size=True)
     parser.add_argument(
         "--quantize",
         choices=("none", "fp16", "int8"),
         default=None,
         help="default export.tflite_quantize (none)",
-    )
-    parser.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        default=None,
-        help="fixed input size (default: data.input_size padded to size | 127)",
     )
     parser.add_argument(
         "--representative-images",
@@ -82,7 +70,4 @@ def print_tflite_summary(path: str, quantize: str) -> None:
     """One line for the file (quantisation, input shape, size), one for its operators."""
     from cornernet_tf.export.litert_runner import read_metadata
 
-    meta = read_metadata(path)
-    size_mb = os.path.getsize(path) / 1e6
-    print(f"TFLite ({quantize}, input {meta['input']['shape']}) -> {path} ({size_mb:.2f} MB)")
-    print("operators: " + ", ".join(f"{k} x{v}" for k, v in meta["operators"].items()))
+    print_fixed_size_summary(f"TFLite ({quantize}", path, read_metadata(path))
