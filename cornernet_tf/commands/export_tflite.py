@@ -11,6 +11,7 @@ from cornernet_tf.commands._common import (
     load_config_from_args,
     parse_category_ids,
 )
+from cornernet_tf.errors import InvalidValueError
 
 
 def register(subparsers) -> None:
@@ -60,7 +61,7 @@ def run(args) -> int:
     from cornernet_tf.export.tflite import convert
 
     if not args.out.endswith(".tflite"):
-        raise ValueError(f"--out must end with .tflite, got {args.out}")
+        raise InvalidValueError(f"--out must end with .tflite, got {args.out}")
     config = load_config_from_args(args)
     quantize = args.quantize or config.export.tflite_quantize
     path = convert(
