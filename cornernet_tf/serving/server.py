@@ -570,12 +570,6 @@ def _handler_class(
             self.end_headers()
             self.wfile.write(data)
 
-        def _error(self, error: ServingError) -> None:
-            self._send(
-                _HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR),
-                {"error": error.message},
-            )
-
         def _read_body(self) -> bytes:
             length = request_body_length(self.headers, max_body_bytes)
             raw = self.rfile.read(length) if length else b""
@@ -590,18 +584,22 @@ def _handler_class(
             """Every failure becomes an HTTP answer; the server thread never dies with it."""
             try:
                 handle()
+                return
             except ServingError as error:
-                self._error(error)
+                status = _HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR)
+                answer = (status, {"error": error.message}, False)
             except HttpRequestError as error:
-                self._send(error.status, {"error": error.message}, close=True)
-            except (TimeoutError, ConnectionError):
+                answer = (error.status, {"error": error.message}, True)
+            except (TimeoutError, ConnectionError):  # the client stalled or went away
                 self.close_connection = True
+                return
             except Exception as exc:  # a bug: answer 500 and keep serving
-                self._send(
-                    HTTPStatus.INTERNAL_SERVER_ERROR,
-                    {"error": f"internal error: {type(exc).__name__}: {exc}"[:500]},
-                    close=True,
-                )
+                message = f"internal error: {type(exc).__name__}: {exc}"[:500]
+                answer = (HTTPStatus.INTERNAL_SERVER_ERROR, {"error": message}, True)
+            try:
+                self._send(*answer)
+            except OSError:  # the client is gone; nobody to answer
+                self.close_connection = True
 
         def do_POST(self):
             self._guarded(self._post)
