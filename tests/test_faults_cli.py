@@ -225,3 +225,29 @@ def test_interrupt_is_one_line(monkeypatch, tmp_path, capsys):
 def test_one_line_joins_multi_line_messages():
     assert one_line(ValueError("first\n   second\n\n third ")) == "first second third"
     assert one_line(OSError()) == "OSError"
+
+
+def test_full_disk_is_one_line_naming_the_file(monkeypatch, tmp_path, capsys):
+    import errno
+
+    target = str(tmp_path / "w.weights.h5")
+
+    def disk_full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", target)
+
+    monkeypatch.setattr(convert_command, "run", disk_full)
+    assert main(["convert", "--config", TINY, "--official", NPZ, "--out", target]) == 1
+    line = _one_error_line(capsys, "convert")
+    assert "No space left on device" in line and target in line
+
+
+def test_dataset_info_that_is_not_json_is_one_line(tmp_path, capsys):
+    info = tmp_path / "info.json"
+    info.write_text("{broken")
+    from cornernet_tf.data.info import DatasetInfo
+
+    with pytest.raises(InvalidValueError, match=f"{info}: not valid JSON"):
+        DatasetInfo.load(str(info))
+    info.write_text('{"class_names": ["a", "b"], "category_ids": [1, 1]}')
+    with pytest.raises(InvalidValueError, match="duplicate category ids"):
+        DatasetInfo.load(str(info))
