@@ -654,9 +654,12 @@ def _handler_class(
 
 
 class _ExclusiveHTTPServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` without address reuse: a port in use is an error, not shared."""
+    """``ThreadingHTTPServer`` that never shares its port: a port in use is an error.
 
-    allow_reuse_address = False
+    No ``SO_REUSEPORT``. ``SO_REUSEADDR`` stays on where it only lets a restarted server bind over
+    connections in TIME_WAIT (POSIX); on Windows it would let two servers share the port."""
+
+    allow_reuse_address = os.name != "nt"
     allow_reuse_port = False
     daemon_threads = True
 
