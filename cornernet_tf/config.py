@@ -19,6 +19,7 @@ from typing import Any, Union
 import yaml
 
 from cornernet_tf.config_files import resolve_config_path
+from cornernet_tf.errors import UserError
 
 # COCO statistics of the official code, given there in BGR order; we keep them in RGB order
 # because our network reads RGB (the converter flips the stem convolution to match).
@@ -46,7 +47,7 @@ def _official_rand_scales() -> list[float]:
     return [float(v) for v in np.arange(0.6, 1.4, 0.1)]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is unknown, of the wrong type, or out of range."""
 
 
@@ -438,7 +439,17 @@ def _apply_override(tree: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment}: not valid YAML ({_yaml_problem(exc)})") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one phrase: the problem and where (1-based line, column)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _read_yaml(path: str, _children: tuple = ()) -> dict:
@@ -448,11 +459,17 @@ def _read_yaml(path: str, _children: tuple = ()) -> dict:
         raise ConfigError(
             f"{path}: circular 'base:' chain ({' -> '.join(_children + (os.path.realpath(path),))})"
         )
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder, not a YAML config file")
     with open(path, encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     base = data.pop("base", None)

@@ -8,10 +8,12 @@ or a :class:`WeightMismatchError` lists what is missing, extra or mis-shaped.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 
 import numpy as np
 
+from cornernet_tf.errors import MissingDependencyError, UserError
 from cornernet_tf.modeling.layers import CONV, CONV_BGR, VECTOR
 
 # Buffers of the official checkpoints that carry no model state.
@@ -19,7 +21,7 @@ IGNORED_SUFFIXES = (".num_batches_tracked",)
 _MAX_LISTED = 20
 
 
-class WeightMismatchError(ValueError):
+class WeightMismatchError(UserError, ValueError):
     """The checkpoint and the model do not describe the same architecture."""
 
 
@@ -97,10 +99,13 @@ def read_official_checkpoint(path: str) -> dict:
     try:
         import torch
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"reading {path} needs PyTorch: pip install 'cornernet-tf[convert]' (or convert it to .npz)"
         ) from exc
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # not a (complete) checkpoint
+        raise WeightMismatchError(f"{path}: not a PyTorch state_dict checkpoint ({exc})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from cornernet_tf.errors import UserError
+
 OFFICIAL_SUFFIXES = (".pkl", ".pth", ".npz")
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 KERAS_MODEL_SUFFIX = ".keras"
@@ -25,7 +27,7 @@ KERAS_MODEL_SUFFIX = ".keras"
 _RUNTIME_FIELDS = ("corner_pool_impl",)
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """The weights file cannot be read, or it describes another architecture than the config."""
 
 

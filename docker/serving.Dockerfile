@@ -4,7 +4,10 @@
 #
 #   cornernet export --config C --weights W --out export/cornernet --version 1
 #   docker build -f docker/serving.Dockerfile -t cornernet-serving:gpu .
-#   docker run --gpus all --rm -p 8500:8500 -p 8501:8501 cornernet-serving:gpu
+#   docker run --gpus all --rm -p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501 cornernet-serving:gpu
+#
+# TF Serving has no authentication and its REST API no TLS: publish the ports on 127.0.0.1 (as above)
+# and put a TLS proxy in front for other machines (serving/README.md, "Serving securely").
 #
 # Batching: serving/batching.config is tuned for CPUs; on a GPU raise max_batch_size to 16-32 and
 # batch_timeout_micros to 5000-10000 (mount another file over /config/batching.config).

@@ -6,6 +6,8 @@ import argparse
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.errors import InvalidValueError
+
 WEIGHTS_HELP = "trained weights: .weights.h5, .keras, or an official .pkl/.pth/.npz checkpoint"
 
 
@@ -14,6 +16,8 @@ def config_path(text: str) -> str:
     from cornernet_tf.config_files import config_names, resolve_config_path
 
     path = resolve_config_path(text)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a config file")
     if not os.path.isfile(path):
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a config file nor a shipped config "
@@ -92,7 +96,9 @@ def parse_category_ids(text: str | None) -> Sequence[int] | None:
     try:
         ids = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise ValueError(f"--category-ids expects comma-separated integers, got {text!r}") from None
+        raise InvalidValueError(
+            f"--category-ids expects comma-separated integers, got {text!r}"
+        ) from None
     if not ids:
-        raise ValueError("--category-ids is empty")
+        raise InvalidValueError("--category-ids is empty")
     return ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
+from cornernet_tf.errors import InvalidValueError
 
 
 def register(subparsers) -> None:
@@ -24,7 +25,9 @@ def run(args) -> int:
     from cornernet_tf.modeling.cornernet import build_model
 
     if not args.out.endswith(".weights.h5"):
-        raise ValueError(f"--out must end with .weights.h5 (Keras weights format), got {args.out}")
+        raise InvalidValueError(
+            f"--out must end with .weights.h5 (Keras weights format), got {args.out}"
+        )
     config = load_config_from_args(args)
     model = build_model(config.model)
     report = load_official_weights(model, read_official_checkpoint(args.official))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from cornernet_tf.commands._common import WEIGHTS_HELP, add_config_arguments, load_config_from_args
+from cornernet_tf.errors import InvalidValueError
 
 ORACLE_CHOICES = ("heatmaps", "heatmaps+offsets")
 
@@ -47,12 +50,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from cornernet_tf.eval.runner import evaluate, format_report
+    from cornernet_tf.commands._outputs import prepare_output_dir, refuse_overwriting
+    from cornernet_tf.eval.runner import DETECTIONS_FILE, METRICS_FILE, evaluate, format_report
     from cornernet_tf.modeling.cornernet import build_model
     from cornernet_tf.weights import load_weights
 
     if args.max_images is not None and args.max_images < 1:
-        raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        raise InvalidValueError(f"--max-images must be >= 1, got {args.max_images}")
+    if args.out:  # checked before the evaluation, not after it
+        refuse_overwriting(
+            {
+                f"--out/{name}": os.path.join(args.out, name)
+                for name in (DETECTIONS_FILE, METRICS_FILE)
+            },
+            {"--annotations": args.annotations, "--weights": args.weights, "--config": args.config},
+        )
+        prepare_output_dir(args.out)
     config = load_config_from_args(args)
     model = build_model(config.model)
     load_weights(model, args.weights, config_name=args.config)

@@ -9,6 +9,7 @@ from cornernet_tf.commands._common import (
     parse_category_ids,
     print_fixed_size_summary,
 )
+from cornernet_tf.errors import InvalidValueError
 
 
 def register(subparsers) -> None:
@@ -48,7 +49,7 @@ def run(args) -> int:
     from cornernet_tf.export.tflite import convert
 
     if not args.out.endswith(".tflite"):
-        raise ValueError(f"--out must end with .tflite, got {args.out}")
+        raise InvalidValueError(f"--out must end with .tflite, got {args.out}")
     config = load_config_from_args(args)
     quantize = args.quantize or config.export.tflite_quantize
     path = convert(

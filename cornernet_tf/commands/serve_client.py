@@ -21,7 +21,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from cornernet_tf.serving.client import PredictionError
+    from cornernet_tf.errors import InvalidValueError
+    from cornernet_tf.serving.client import ClientUsageError, PredictionError
     from cornernet_tf.serving.client import run as run_client
 
     try:
@@ -29,3 +30,5 @@ def run(args) -> int:
     except PredictionError as exc:
         print(f"cornernet serve-client: {exc}", file=sys.stderr)
         return 1
+    except ClientUsageError as exc:
+        raise InvalidValueError(str(exc)) from None

@@ -32,9 +32,10 @@ from cornernet_tf.data.image_io import SCAN_MODES, ImageProbe, probe_images
 from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.records import ImageRecord
 from cornernet_tf.data.report import DatasetReport
+from cornernet_tf.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset cannot be used at all; ``report`` says why."""
 
     def __init__(self, message: str, report: DatasetReport | None = None) -> None:

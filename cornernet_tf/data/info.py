@@ -12,6 +12,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.errors import InvalidValueError
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
@@ -62,9 +64,11 @@ class DatasetInfo:
         try:
             return cls(tuple(data["class_names"]), tuple(data["category_ids"]))
         except (KeyError, TypeError) as exc:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{source}: dataset info needs class_names and category_ids ({exc})"
             ) from None
+        except ValueError as exc:  # lengths differ, duplicate or non-integer ids
+            raise InvalidValueError(f"{source}: {exc}") from None
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -75,7 +79,13 @@ class DatasetInfo:
         if not os.path.exists(path):
             raise FileNotFoundError(f"dataset info not found: {path}")
         with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh), path)
+            try:
+                data = json.load(fh)
+            except ValueError as exc:  # not JSON, or not UTF-8
+                raise InvalidValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise InvalidValueError(f"{path}: dataset info must be a JSON object")
+        return cls.from_dict(data, path)
 
     @classmethod
     def from_names(cls, names: Sequence[str], first_id: int = 1) -> DatasetInfo:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cornernet_tf.errors import InvalidValueError
+
 # Classes in category-id order (id = index + 1); the first DEFAULT_NUM_CLASSES are used by default.
 SHAPE_CLASSES = ("rectangle", "ellipse", "triangle", "cross")
 DEFAULT_NUM_CLASSES = 3
@@ -244,24 +246,24 @@ def parse_splits(text: str | None, num_images: int | None) -> dict[str, int]:
     """``train=0.8,val=0.2`` (fractions) or ``train=800,val=200`` (counts) -> counts per split."""
     if not text:
         if num_images is None:
-            raise ValueError("shapes: give --num-images or counts in --splits")
+            raise InvalidValueError("shapes: give --num-images or counts in --splits")
         return {"train": int(num_images)}
     parts = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
         name = name.strip()
         if not name or not value:
-            raise ValueError(f"--splits expects name=value[,name=value...], got {text!r}")
+            raise InvalidValueError(f"--splits expects name=value[,name=value...], got {text!r}")
         try:
             parts[name] = float(value)
         except ValueError:
-            raise ValueError(f"--splits: {name} must be a number, got {value!r}") from None
+            raise InvalidValueError(f"--splits: {name} must be a number, got {value!r}") from None
     values = list(parts.values())
     if any(v < 0 for v in values):
-        raise ValueError(f"--splits values must be >= 0, got {text!r}")
+        raise InvalidValueError(f"--splits values must be >= 0, got {text!r}")
     if all(v <= 1 for v in values) and abs(sum(values) - 1) < 1e-6:
         if num_images is None:
-            raise ValueError("--splits with fractions needs --num-images")
+            raise InvalidValueError("--splits with fractions needs --num-images")
         counts, start = {}, 0
         cumulative = 0.0
         for name, frac in parts.items():
@@ -271,10 +273,12 @@ def parse_splits(text: str | None, num_images: int | None) -> dict[str, int]:
             start = end
         return counts
     if not all(float(v).is_integer() for v in values):
-        raise ValueError(f"--splits: give fractions that sum to 1 or whole counts, got {text!r}")
+        raise InvalidValueError(
+            f"--splits: give fractions that sum to 1 or whole counts, got {text!r}"
+        )
     counts = {k: int(v) for k, v in parts.items()}
     if num_images is not None and sum(counts.values()) != num_images:
-        raise ValueError(
+        raise InvalidValueError(
             f"--splits counts sum to {sum(counts.values())}, not --num-images {num_images}"
         )
     return counts

@@ -31,6 +31,7 @@ import numpy as np
 from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.records import ImageRecord
 from cornernet_tf.data.report import DatasetReport
+from cornernet_tf.errors import InvalidValueError
 
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.tfrecord$")
 
@@ -84,7 +85,7 @@ def write_shards(
     import tensorflow as tf
 
     if num_shards < 1:
-        raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
+        raise InvalidValueError(f"--num-shards must be >= 1, got {num_shards}")
     report = report or DatasetReport("to-tfrecord")
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from cornernet_tf.errors import InvalidValueError
+
 # Names of COCOeval.stats, in its order.
 SUMMARY_KEYS = (
     "AP",
@@ -74,12 +76,12 @@ def load_ground_truth(source: str | os.PathLike | Mapping | Any):
         data = read_json(source)
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"ground truth needs an '{key}' list (COCO format)")
+            raise InvalidValueError(f"ground truth needs an '{key}' list (COCO format)")
     annotations = []
     for ann in data.get("annotations") or []:
         ann = dict(ann)
         if "bbox" not in ann or len(ann["bbox"]) != 4:
-            raise ValueError(f"annotation {ann.get('id')!r} has no [x, y, w, h] bbox")
+            raise InvalidValueError(f"annotation {ann.get('id')!r} has no [x, y, w, h] bbox")
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
             ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
@@ -149,11 +151,11 @@ def read_results(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         results = json.load(fh)
     if not isinstance(results, list):
-        raise ValueError(f"{path}: COCO results must be a list of objects")
+        raise InvalidValueError(f"{path}: COCO results must be a list of objects")
     for i, r in enumerate(results):
         missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in r]
         if missing:
-            raise ValueError(f"{path}: result {i} lacks {', '.join(missing)}")
+            raise InvalidValueError(f"{path}: result {i} lacks {', '.join(missing)}")
     return results
 
 

@@ -15,42 +15,98 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cornernet_tf.errors import (
+    InputNotFoundError,
+    InvalidValueError,
+    OutputPathError,
+    UserError,
+)
+
 # Extensions picked up when a folder is given (a file named explicitly is always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file could not be decoded."""
 
 
-def list_images(paths: Sequence[str]) -> list[str]:
-    """Files named in ``paths``, with folders expanded to their image files (sorted, not recursive).
+def list_image_sources(paths: Sequence[str], recursive: bool = False) -> list[tuple[str, str]]:
+    """``(image file, output stem)`` for every image in ``paths``, folders expanded (sorted).
 
-    Raises :class:`FileNotFoundError` for a path that does not exist and :class:`ValueError` when
-    no image file is found at all (an empty folder, say).
+    A file named explicitly is always tried, and its stem is its base name. A folder contributes
+    its image files (by extension); with ``recursive`` also those of its sub-folders, whose stems
+    keep the path below the folder (``sub/dir/name``), so the results mirror the input tree.
+    Stems are made unique (``a``, ``a_2``...). Raises :class:`InputNotFoundError` for a missing
+    path and :class:`InvalidValueError` when a folder holds no image file.
     """
-    files: list[str] = []
+    sources: list[tuple[str, str]] = []
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, name)
-                for name in os.listdir(path)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-                and os.path.isfile(os.path.join(path, name))
-            )
+            found = _folder_images(path, recursive)
             if not found:
-                raise ValueError(
-                    f"no image files in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+                where = "folder tree" if recursive else "folder"
+                raise InvalidValueError(
+                    f"no image files in {where} {path} (looked for {', '.join(IMAGE_EXTENSIONS)})"
                 )
-            files.extend(found)
+            sources.extend((f, os.path.splitext(os.path.relpath(f, path))[0]) for f in found)
         elif os.path.isfile(path):
-            files.append(path)
+            sources.append((path, os.path.splitext(os.path.basename(path))[0]))
         else:
-            raise FileNotFoundError(f"image or folder not found: {path}")
-    if not files:
-        raise ValueError("no images given")
-    return files
+            raise InputNotFoundError(f"image or folder not found: {path}")
+    if not sources:
+        raise InvalidValueError("no images given")
+    taken: set = set()
+    return [(f, unique_name(stem or "image", taken)) for f, stem in sources]
+
+
+def _folder_images(folder: str, recursive: bool) -> list[str]:
+    if not recursive:
+        names = sorted(os.listdir(folder))
+        return [
+            os.path.join(folder, n)
+            for n in names
+            if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))
+        ]
+    found = []
+    for root, dirs, names in os.walk(folder):  # symlinked folders are not followed: no loops
+        dirs.sort()
+        found.extend(
+            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return found
+
+
+def list_images(paths: Sequence[str], recursive: bool = False) -> list[str]:
+    """The image files of :func:`list_image_sources` (folders expanded, sorted)."""
+    return [f for f, _ in list_image_sources(paths, recursive)]
+
+
+def check_output_apart(out_dir: str, inputs: Sequence[str], recursive: bool = False) -> None:
+    """Refuse an output folder that could overwrite an input.
+
+    ``detect`` writes ``<stem>.json`` and ``<stem>.png`` into ``out_dir``, so ``out_dir`` must not
+    be an input folder nor contain any input (file or folder); with ``recursive`` it must not lie
+    inside an input folder either (a later run would read the results as inputs). Paths are
+    compared after resolving symbolic links. Raises :class:`OutputPathError` naming both paths.
+    """
+    out = os.path.realpath(out_dir)
+    for path in inputs:
+        real = os.path.realpath(path)
+        if real == out or _is_inside(real, out):
+            raise OutputPathError(
+                f"--out {out_dir} is or contains the input {path}: results written there could "
+                "overwrite the inputs; choose an output folder outside them"
+            )
+        if recursive and os.path.isdir(real) and _is_inside(out, real):
+            raise OutputPathError(
+                f"--out {out_dir} is inside the input folder {path}, which --recursive reads: "
+                "choose an output folder outside it"
+            )
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def read_image(path: str) -> tuple[np.ndarray, str | None]:
@@ -78,7 +134,11 @@ def read_image(path: str) -> tuple[np.ndarray, str | None]:
 
 def unique_stem(path: str, taken: set) -> str:
     """The file's name without extension, made unique among ``taken`` (``a``, ``a_2``, ...)."""
-    stem = os.path.splitext(os.path.basename(path))[0] or "image"
+    return unique_name(os.path.splitext(os.path.basename(path))[0] or "image", taken)
+
+
+def unique_name(stem: str, taken: set) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... whichever is not in ``taken`` yet (then added)."""
     name, n = stem, 1
     while name in taken:
         n += 1
@@ -129,14 +189,22 @@ def detect_files(
     score_threshold: float = 0.3,
     heatmaps: bool = False,
     on_message=print,
+    stems: Sequence[str] | None = None,
 ) -> DetectSummary:
     """For each file: ``<stem>.json`` and ``<stem>.png`` (boxes drawn) in ``out_dir``, and with
-    ``heatmaps`` ``<stem>_heatmaps.png`` (corner heatmaps over the image, paper Fig. 10)."""
+    ``heatmaps`` ``<stem>_heatmaps.png`` (corner heatmaps over the image, paper Fig. 10).
+
+    ``stems`` (one per file, e.g. ``sub/name`` from :func:`list_image_sources`) default to the
+    files' unique base names. A result that would replace its own input file is refused."""
     from cornernet_tf.inference.draw import draw_detections, overlay_heatmaps
 
+    files = list(files)
+    if stems is None:
+        taken: set = set()
+        stems = [unique_stem(path, taken) for path in files]
     os.makedirs(out_dir, exist_ok=True)
-    summary, taken = DetectSummary(), set()
-    for path in files:
+    summary = DetectSummary()
+    for path, stem in zip(files, stems):
         try:
             image, note = read_image(path)
         except ImageReadError as exc:
@@ -147,9 +215,11 @@ def detect_files(
             summary.converted.append((path, note))
         dets = detector.detect(image)
         record = detections_to_json(path, image, dets, class_names, score_threshold)
-        stem = unique_stem(path, taken)
-        json_path = os.path.join(out_dir, f"{stem}.json")
-        with open(json_path, "w", encoding="utf-8") as fh:
+        base = os.path.join(out_dir, stem)
+        targets = [f"{base}.json", f"{base}.png"] + ([f"{base}_heatmaps.png"] if heatmaps else [])
+        _refuse_overwriting_input(path, targets)
+        os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+        with open(targets[0], "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=1)
         drawn = draw_detections(
             image,
@@ -159,19 +229,24 @@ def detect_files(
             class_names,
             score_threshold=score_threshold,
         )
-        drawn.save(os.path.join(out_dir, f"{stem}.png"))
+        drawn.save(targets[1])
         if heatmaps:
             maps = detector.corner_heatmaps(image)
-            overlay_heatmaps(image, maps["tl"], maps["br"]).save(
-                os.path.join(out_dir, f"{stem}_heatmaps.png")
-            )
-        summary.processed.append((path, json_path))
+            overlay_heatmaps(image, maps["tl"], maps["br"]).save(targets[2])
+        summary.processed.append((path, targets[0]))
         summary.num_detections += len(record["detections"])
         on_message(
             f"{path}: {len(record['detections'])} detections"
             + (f" (converted {note})" if note else "")
         )
     return summary
+
+
+def _refuse_overwriting_input(path: str, targets: Sequence[str]) -> None:
+    real = os.path.realpath(path)
+    for target in targets:
+        if os.path.realpath(target) == real:
+            raise OutputPathError(f"{target} would overwrite the input {path}; nothing written")
 
 
 def class_names_for(

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from cornernet_tf.config import Config
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.eval.coco_eval import (
     evaluate_detections,
     format_metrics,
@@ -56,11 +57,11 @@ def eval_data_config(
 ):
     """The validation part of ``data_config`` with an explicit source, in a fixed order, unaugmented."""
     if sum(bool(s) for s in (annotations or images, tfds, tfrecords)) > 1:
-        raise ValueError(
+        raise InvalidValueError(
             "give one evaluation source: --annotations/--images, --tfds or --tfrecords"
         )
     if bool(annotations) != bool(images):
-        raise ValueError(
+        raise InvalidValueError(
             "--annotations and --images go together (a COCO JSON and its image folder)"
         )
     changes = dict(augment=False, deterministic=True)
@@ -153,7 +154,7 @@ def evaluate(
     from cornernet_tf.inference.detector import Detector
 
     if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images}")
+        raise InvalidValueError(f"max_images must be >= 1, got {max_images}")
     data_config = eval_data_config(
         config.data, annotations, images, tfds, tfds_split, tfrecords=tfrecords
     )
@@ -161,7 +162,7 @@ def evaluate(
     info = source.info
     num_classes = model.model_config.num_classes
     if info.num_classes > num_classes:
-        raise ValueError(
+        raise InvalidValueError(
             f"the dataset has {info.num_classes} classes but the model predicts {num_classes}: "
             "set data.class_names to the classes the model was trained on"
         )
@@ -219,7 +220,7 @@ def evaluate(
             quadrant_eval.add_image(image.shape[:2], boxes, classes, corners, geometry)
     seconds = time.perf_counter() - start
     if not image_ids:
-        raise ValueError(
+        raise InvalidValueError(
             f"no image could be read from the validation data\n{source.report.summary()}"
         )
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data.info import DatasetInfo, dataset_info_beside
+from cornernet_tf.errors import InvalidValueError
 
 
 def prepare_model(
@@ -68,7 +69,7 @@ def _from_annotations(config: Config) -> DatasetInfo | None:
             try:
                 cats = json.load(fh).get("categories") or []
             except (json.JSONDecodeError, AttributeError) as exc:
-                raise ValueError(f"{path}: cannot read categories ({exc})") from None
+                raise InvalidValueError(f"{path}: cannot read categories ({exc})") from None
         by_name = {
             str(c.get("name", c["id"])): int(c["id"])
             for c in cats
@@ -81,7 +82,9 @@ def _from_annotations(config: Config) -> DatasetInfo | None:
         ]
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ValueError(f"{path}: data.class_names {missing} are not categories of this file")
+            raise InvalidValueError(
+                f"{path}: data.class_names {missing} are not categories of this file"
+            )
         return DatasetInfo(tuple(names), tuple(by_name[n] for n in names))
     return None
 

@@ -32,6 +32,7 @@ import re
 import shutil
 from collections.abc import Sequence
 
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 
 SIGNATURE_IMAGES = "serving_default"
@@ -189,7 +190,7 @@ def export_saved_model(
 
     version = next_version(out_dir) if version is None else int(version)
     if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
+        raise InvalidValueError(f"version must be a positive integer, got {version}")
     version_dir = os.path.join(out_dir, str(version))
     if os.path.exists(version_dir) and not overwrite:
         raise FileExistsError(f"{version_dir} exists; choose another --version or pass --overwrite")

@@ -11,6 +11,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "PredictionError": "cornernet_tf.serving.client",
+        "ClientUsageError": "cornernet_tf.serving.client",
+        "grpc_credentials": "cornernet_tf.serving.client",
+        "rest_ssl_context": "cornernet_tf.serving.client",
         "predict_grpc": "cornernet_tf.serving.client",
         "predict_rest": "cornernet_tf.serving.client",
         "detections": "cornernet_tf.serving.client",

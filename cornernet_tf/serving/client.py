@@ -13,6 +13,12 @@ Command::
 
     cornernet serve-client --host localhost --port 8500 dog.jpg cat.png
     cornernet serve-client --protocol rest --port 8501 --signature serving_default dog.jpg
+    cornernet serve-client --host models.example.com --port 443 --tls --ca-cert ca.pem dog.jpg
+
+TLS (a server behind a TLS proxy, see serving/README.md): gRPC calls take ``credentials`` from
+:func:`grpc_credentials`, REST calls an ``ssl_context`` from :func:`rest_ssl_context` (https); both
+verify the server against ``ca_cert`` (else the system's roots) and can present a client
+certificate.
 
 (``python -m serving.client`` in a repository checkout is the same command.)
 
@@ -26,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import io
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -41,6 +49,11 @@ SIGNATURE_IMAGES = "serving_default"
 SIGNATURE_BYTES = "serving_bytes"
 INPUT_NAMES = {SIGNATURE_IMAGES: "images", SIGNATURE_BYTES: "image_bytes"}
 DEFAULT_TIMEOUT = 60.0
+MAX_MESSAGE_BYTES = 64 << 20
+_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 class PredictionError(RuntimeError):
@@ -50,6 +63,10 @@ class PredictionError(RuntimeError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ClientUsageError(ValueError):
+    """A client argument cannot be used: no image, mixed sizes, an unreadable certificate..."""
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -97,7 +114,7 @@ def prepare_batch(images: ImageLike | Sequence[ImageLike], signature: str | None
     else:
         items = [images]
     if not items:
-        raise ValueError("no image to send")
+        raise ClientUsageError("no image to send")
     signature = choose_signature(items, signature)
     loaded = [_read(i) for i in items]
     if signature == SIGNATURE_BYTES:
@@ -107,11 +124,74 @@ def prepare_batch(images: ImageLike | Sequence[ImageLike], signature: str | None
     else:
         arrays = [decode_to_array(i) if isinstance(i, bytes) else i for i in loaded]
         if len({a.shape for a in arrays}) > 1:
-            raise ValueError(
+            raise ClientUsageError(
                 f"serving_default needs images of one size per request, got {[a.shape for a in arrays]}"
             )
         batch = np.stack(arrays)
     return signature, INPUT_NAMES.get(signature, "images"), batch
+
+
+# ------------------------------------------------------------------------------------------ TLS
+
+
+def _read_pem(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ClientUsageError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _check_pair(client_cert: str | None, client_key: str | None) -> None:
+    if (client_cert is None) != (client_key is None):
+        raise ClientUsageError(
+            "a client certificate needs its key: give both --client-cert and --client-key"
+        )
+
+
+def grpc_credentials(
+    ca_cert: str | None = None, client_cert: str | None = None, client_key: str | None = None
+):
+    """``grpc.ssl_channel_credentials`` from PEM files: the CA that signed the server's certificate
+    (None: the system's roots) and optionally a client certificate and key (mutual TLS)."""
+    import grpc
+
+    _check_pair(client_cert, client_key)
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_pem(ca_cert, "CA certificate"),
+        private_key=_read_pem(client_key, "client key"),
+        certificate_chain=_read_pem(client_cert, "client certificate"),
+    )
+
+
+def rest_ssl_context(
+    ca_cert: str | None = None, client_cert: str | None = None, client_key: str | None = None
+) -> ssl.SSLContext:
+    """An ``ssl.SSLContext`` for https: verifies the server against ``ca_cert`` (None: the system's
+    roots) and host name, and presents the client certificate when given."""
+    _check_pair(client_cert, client_key)
+    for path, what in ((ca_cert, "CA certificate"), (client_cert, "client certificate")):
+        _read_pem(path, what)  # a clear error for a missing file
+    context = ssl.create_default_context(cafile=ca_cert)
+    if client_cert:
+        context.load_cert_chain(client_cert, client_key)
+    return context
+
+
+def _channel(host: str, port: int, credentials=None, server_name: str | None = None):
+    """An insecure channel, or a TLS one with ``credentials`` (``server_name``: the name the
+    server's certificate carries, when it differs from ``host``)."""
+    import grpc
+
+    target = f"{host}:{int(port)}"
+    if credentials is None:
+        return grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+    options = list(_GRPC_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 # ------------------------------------------------------------------------------------------ gRPC
@@ -139,17 +219,22 @@ def make_predict_request(
     return request
 
 
-def predict_request_grpc(host: str, port: int, request, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """Send a ``PredictRequest``; returns ``{output: ndarray}`` (decoded with ``tf.make_ndarray``)."""
+def predict_request_grpc(
+    host: str,
+    port: int,
+    request,
+    timeout: float = DEFAULT_TIMEOUT,
+    credentials=None,
+    server_name: str | None = None,
+) -> dict:
+    """Send a ``PredictRequest``; returns ``{output: ndarray}`` (decoded with ``tf.make_ndarray``).
+
+    ``credentials`` (:func:`grpc_credentials`) makes it a TLS call."""
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    options = [
-        ("grpc.max_receive_message_length", 64 << 20),
-        ("grpc.max_send_message_length", 64 << 20),
-    ]
-    with grpc.insecure_channel(f"{host}:{int(port)}", options=options) as channel:
+    with _channel(host, port, credentials, server_name) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
             response = stub.Predict(request, timeout=timeout)
@@ -162,7 +247,7 @@ def _target(host: str, port, image):
     """``(host, port, image)`` from ``(host, port, image)`` or the gRPC-style ``("host:port", image)``."""
     if image is None:
         if not isinstance(host, str) or ":" not in host:
-            raise ValueError(
+            raise ClientUsageError(
                 f"give (host, port, image) or ('host:port', image); got host={host!r} and no image"
             )
         name, _, number = host.rpartition(":")
@@ -178,18 +263,26 @@ def predict_grpc(
     signature: str | None = None,
     version: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    credentials=None,
+    server_name: str | None = None,
 ) -> dict:
     """Detect objects in one image or a batch over gRPC (see the module docstring).
 
-    Called as ``predict_grpc(host, port, image)`` or ``predict_grpc("host:port", image)``."""
+    Called as ``predict_grpc(host, port, image)`` or ``predict_grpc("host:port", image)``;
+    ``credentials`` (:func:`grpc_credentials`) for TLS."""
     host, port, image = _target(host, port, image)
     signature, input_name, batch = prepare_batch(image, signature)
     request = make_predict_request(batch, model_name, signature, input_name, version)
-    return predict_request_grpc(host, port, request, timeout)
+    return predict_request_grpc(host, port, request, timeout, credentials, server_name)
 
 
 def get_metadata_grpc(
-    host: str, port: int, model_name: str = DEFAULT_MODEL_NAME, timeout: float = DEFAULT_TIMEOUT
+    host: str,
+    port: int,
+    model_name: str = DEFAULT_MODEL_NAME,
+    timeout: float = DEFAULT_TIMEOUT,
+    credentials=None,
+    server_name: str | None = None,
 ) -> dict:
     """``{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}`` from GetModelMetadata."""
     import grpc
@@ -199,7 +292,7 @@ def get_metadata_grpc(
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = model_name
     request.metadata_field.append("signature_def")
-    with grpc.insecure_channel(f"{host}:{int(port)}") as channel:
+    with _channel(host, port, credentials, server_name) as channel:
         try:
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
                 request, timeout=timeout
@@ -233,7 +326,12 @@ def rest_body(batch: np.ndarray, signature: str, input_name: str) -> dict:
     return {"signature_name": signature, "instances": instances}
 
 
-def post_json(url: str, body: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
+def post_json(
+    url: str,
+    body: dict,
+    timeout: float = DEFAULT_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
+) -> dict:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -241,7 +339,7 @@ def post_json(url: str, body: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -252,10 +350,14 @@ def post_json(url: str, body: dict, timeout: float = DEFAULT_TIMEOUT) -> dict:
 
 
 def predict_url(
-    host: str, port: int, model_name: str = DEFAULT_MODEL_NAME, version: int | None = None
+    host: str,
+    port: int,
+    model_name: str = DEFAULT_MODEL_NAME,
+    version: int | None = None,
+    scheme: str = "http",
 ) -> str:
     versions = f"/versions/{int(version)}" if version is not None else ""
-    return f"http://{host}:{int(port)}/v1/models/{model_name}{versions}:predict"
+    return f"{scheme}://{host}:{int(port)}/v1/models/{model_name}{versions}:predict"
 
 
 def predict_rest(
@@ -266,16 +368,19 @@ def predict_rest(
     signature: str | None = None,
     version: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> dict:
     """Detect objects in one image or a batch over REST; same result as :func:`predict_grpc`.
 
-    Called as ``predict_rest(host, port, image)`` or ``predict_rest("host:port", image)``."""
+    Called as ``predict_rest(host, port, image)`` or ``predict_rest("host:port", image)``;
+    ``ssl_context`` (:func:`rest_ssl_context`) makes it an https call."""
     host, port, image = _target(host, port, image)
     signature, input_name, batch = prepare_batch(image, signature)
     reply = post_json(
-        predict_url(host, port, model_name, version),
+        predict_url(host, port, model_name, version, "https" if ssl_context else "http"),
         rest_body(batch, signature, input_name),
         timeout,
+        ssl_context,
     )
     rows = reply.get("predictions")
     if rows is None:
@@ -346,11 +451,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
+    tls = parser.add_argument_group("TLS (a server behind a TLS-terminating proxy)")
+    tls.add_argument(
+        "--tls", action="store_true", help="connect with TLS (gRPC over TLS, or https for REST)"
+    )
+    tls.add_argument(
+        "--ca-cert", metavar="PEM", help="CA certificate to verify the server (implies --tls)"
+    )
+    tls.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
+    tls.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
+    tls.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="host name in the server's certificate, when it differs from --host (gRPC)",
+    )
+
+
+def connection_options(args) -> dict:
+    """The keyword arguments of :func:`predict_grpc` / :func:`predict_rest` for the TLS flags."""
+    use_tls = args.tls or any((args.ca_cert, args.client_cert, args.client_key))
+    if not use_tls:
+        return {}
+    if args.protocol == "grpc":
+        return {
+            "credentials": grpc_credentials(args.ca_cert, args.client_cert, args.client_key),
+            "server_name": args.server_name,
+        }
+    return {"ssl_context": rest_ssl_context(args.ca_cert, args.client_cert, args.client_key)}
 
 
 def run(args) -> int:
     port = args.port or (8500 if args.protocol == "grpc" else 8501)
-    predict = predict_grpc if args.protocol == "grpc" else predict_rest
+    predict = functools.partial(
+        predict_grpc if args.protocol == "grpc" else predict_rest, **connection_options(args)
+    )
     sizes = [image_size(p) for p in args.images]
     if args.signature == SIGNATURE_IMAGES:  # one request per image: sizes may differ
         per_image = [

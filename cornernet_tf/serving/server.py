@@ -15,6 +15,13 @@ names, an undecodable image, an empty batch or an unknown signature give INVALID
 with a message; an unknown model gives NOT_FOUND (HTTP 404). (TF Serving itself reports an unknown
 signature as FAILED_PRECONDITION.) The server keeps serving after an error.
 
+It also holds against malformed HTTP: a non-numeric or negative ``Content-Length`` is 400, a POST
+without one 411, a body over ``max_body_bytes`` (default 64 MiB, the gRPC message limit) 413, JSON
+nested deeper than :data:`MAX_JSON_DEPTH` 400; a client that stalls is dropped after
+``request_timeout`` seconds. Both servers bind their port exclusively (no ``SO_REUSEPORT``): a port
+in use is an ``OSError`` naming it, never a silently shared port. Both listen on 127.0.0.1 unless
+told otherwise, and take TLS credentials (``server_credentials`` for gRPC, ``ssl_context`` for REST).
+
 It loads the SavedModel with ``tf.saved_model.load`` and never imports ``cornernet_tf``.
 
     server, port = serve_in_process("export/cornernet")          # gRPC
@@ -26,9 +33,11 @@ It loads the SavedModel with ``tf.saved_model.load`` and never imports ``cornern
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import re
+import sys
 import threading
 from concurrent import futures
 from http import HTTPStatus
@@ -39,6 +48,9 @@ import numpy as np
 DEFAULT_MODEL_NAME = "cornernet"
 DEFAULT_SIGNATURE = "serving_default"
 HOST = "127.0.0.1"
+MAX_MESSAGE_BYTES = 64 << 20  # gRPC message limit both ways, and the REST body limit
+MAX_JSON_DEPTH = 32  # a request is at most ~8 deep ({"instances": [{"images": [[[[...]]]]}]})
+REQUEST_TIMEOUT = 60.0  # seconds a REST client may take to send its request
 
 
 class ServingError(Exception):
@@ -298,10 +310,14 @@ def serve_in_process(
     host: str = HOST,
     max_workers: int = 4,
     version: int | None = None,
+    server_credentials=None,
 ):
     """Start a gRPC PredictionService for ``model_dir`` on ``host:port`` (0 = a free port).
 
-    Returns ``(server, port)``; stop it with ``server.stop(None)``.
+    The port is bound exclusively (``grpc.so_reuseport`` off): a port in use raises ``OSError``
+    instead of two servers answering at random. ``server_credentials``
+    (``grpc.ssl_server_credentials(...)``) serves TLS. Returns ``(server, port)``; stop it with
+    ``server.stop(None)``.
     """
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -314,16 +330,27 @@ def serve_in_process(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=[
-            ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _servicer_class()(model), server
     )
-    bound = server.add_insecure_port(f"{host}:{int(port)}")
+    address = f"{host}:{int(port)}"
+    try:
+        if server_credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials)
+    except RuntimeError:  # grpcio >= 1.50 raises where older versions returned 0
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind the gRPC server to {host}:{port}")
+        server.stop(None)
+        raise OSError(
+            errno.EADDRINUSE, f"gRPC server: cannot bind {address} (port in use or not available)"
+        )
     server.start()
     return server, bound
 
@@ -451,83 +478,190 @@ def rest_response(outputs: dict, row_format: bool) -> dict:
     return {"outputs": {k: _to_json(v) for k, v in outputs.items()}}
 
 
-def _handler_class(model: ServedModel):
+class HttpRequestError(Exception):
+    """A request that breaks HTTP itself (framing, size, JSON nesting): answered, then closed."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def request_body_length(headers, max_body_bytes: int) -> int:
+    """The ``Content-Length`` of a POST, checked: 411 missing, 400 malformed, 413 over the limit."""
+    if headers.get("Transfer-Encoding"):
+        raise HttpRequestError(
+            HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length (no chunked encoding)"
+        )
+    values = headers.get_all("Content-Length") or []
+    if not values:
+        raise HttpRequestError(HTTPStatus.LENGTH_REQUIRED, "a POST needs a Content-Length header")
+    text = values[0].strip()
+    if len(set(v.strip() for v in values)) > 1 or not text.isascii() or not text.isdigit():
+        raise HttpRequestError(
+            HTTPStatus.BAD_REQUEST,
+            f"Content-Length must be one non-negative integer, got {', '.join(values)[:80]!r}",
+        )
+    length = int(text)
+    if length > max_body_bytes:
+        raise HttpRequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the body of {length} bytes is over the limit of {max_body_bytes} bytes",
+        )
+    return length
+
+
+def json_depth(value, limit: int) -> int:
+    """Nesting depth of a parsed JSON value (iterative); stops counting past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (list, dict)):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH):
+    """The request body as JSON; a malformed or over-deep body is INVALID_ARGUMENT (HTTP 400).
+
+    The parser's own recursion guard stops a deeply nested body while parsing (``RecursionError``,
+    caught), and the parsed value is then held to ``max_depth`` so nothing later recurses far."""
+    try:
+        body = json.loads(raw or b"null")
+    except RecursionError:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"the JSON body is nested deeper than {max_depth} levels"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"the request body is not valid JSON: {exc}"
+        ) from None
+    if json_depth(body, max_depth) > max_depth:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"the JSON body is nested deeper than {max_depth} levels"
+        )
+    return body
+
+
+def _handler_class(
+    model: ServedModel,
+    max_body_bytes: int = MAX_MESSAGE_BYTES,
+    request_timeout: float = REQUEST_TIMEOUT,
+):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = request_timeout  # socket timeout: a stalled client frees its thread
 
         def log_message(self, fmt, *args):  # keep test and benchmark output clean
             pass
 
-        def _send(self, status: int, payload: dict) -> None:
+        def _send(self, status: int, payload: dict, close: bool = False) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if close:  # the body was not read: the connection cannot carry another request
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
-        def _error(self, error: ServingError) -> None:
-            self._send(
-                _HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR),
-                {"error": error.message},
-            )
+        def _read_body(self) -> bytes:
+            length = request_body_length(self.headers, max_body_bytes)
+            raw = self.rfile.read(length) if length else b""
+            if len(raw) != length:
+                raise HttpRequestError(
+                    HTTPStatus.BAD_REQUEST,
+                    f"the body ended after {len(raw)} of {length} bytes (Content-Length)",
+                )
+            return raw
+
+        def _guarded(self, handle) -> None:
+            """Every failure becomes an HTTP answer; the server thread never dies with it."""
+            try:
+                handle()
+                return
+            except ServingError as error:
+                status = _HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR)
+                answer = (status, {"error": error.message}, False)
+            except HttpRequestError as error:
+                answer = (error.status, {"error": error.message}, True)
+            except (TimeoutError, ConnectionError):  # the client stalled or went away
+                self.close_connection = True
+                return
+            except Exception as exc:  # a bug: answer 500 and keep serving
+                message = f"internal error: {type(exc).__name__}: {exc}"[:500]
+                answer = (HTTPStatus.INTERNAL_SERVER_ERROR, {"error": message}, True)
+            try:
+                self._send(*answer)
+            except OSError:  # the client is gone; nobody to answer
+                self.close_connection = True
 
         def do_POST(self):
-            try:
-                match = _PREDICT_PATH.match(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                if not match:
-                    raise ServingError(
-                        "NOT_FOUND", f"unknown path {self.path}; use /v1/models/NAME:predict"
-                    )
-                model.check_model(match.group(1), int(match.group(2)) if match.group(2) else None)
-                try:
-                    body = json.loads(raw or b"null")
-                except json.JSONDecodeError as exc:
-                    raise ServingError(
-                        "INVALID_ARGUMENT", f"the request body is not valid JSON: {exc}"
-                    ) from None
-                key, arrays, row_format = rest_inputs(model, body)
-                outputs = model.predict(key, arrays)
-                self._send(HTTPStatus.OK, rest_response(outputs, row_format))
-            except ServingError as error:
-                self._error(error)
+            self._guarded(self._post)
 
         def do_GET(self):
-            try:
-                match = _MODEL_PATH.match(self.path)
-                if not match:
-                    raise ServingError("NOT_FOUND", f"unknown path {self.path}")
-                model.check_model(match.group(1), int(match.group(2)) if match.group(2) else None)
-                if match.group(3):
-                    from google.protobuf import json_format
+            self._guarded(self._get)
 
-                    sigs = json_format.MessageToDict(model.signature_def_map())
-                    self._send(
-                        HTTPStatus.OK,
-                        {
-                            "model_spec": {"name": model.name, "version": str(model.version)},
-                            "metadata": {"signature_def": sigs},
-                        },
-                    )
-                else:
-                    self._send(
-                        HTTPStatus.OK,
-                        {
-                            "model_version_status": [
-                                {
-                                    "version": str(model.version),
-                                    "state": "AVAILABLE",
-                                    "status": {"error_code": "OK", "error_message": ""},
-                                }
-                            ]
-                        },
-                    )
-            except ServingError as error:
-                self._error(error)
+        def _post(self):
+            raw = self._read_body()
+            match = _PREDICT_PATH.match(self.path)
+            if not match:
+                raise ServingError(
+                    "NOT_FOUND", f"unknown path {self.path[:200]}; use /v1/models/NAME:predict"
+                )
+            model.check_model(match.group(1), int(match.group(2)) if match.group(2) else None)
+            body = parse_json_body(raw)
+            key, arrays, row_format = rest_inputs(model, body)
+            outputs = model.predict(key, arrays)
+            self._send(HTTPStatus.OK, rest_response(outputs, row_format))
+
+        def _get(self):
+            match = _MODEL_PATH.match(self.path)
+            if not match:
+                raise ServingError("NOT_FOUND", f"unknown path {self.path[:200]}")
+            model.check_model(match.group(1), int(match.group(2)) if match.group(2) else None)
+            if match.group(3):
+                from google.protobuf import json_format
+
+                sigs = json_format.MessageToDict(model.signature_def_map())
+                self._send(
+                    HTTPStatus.OK,
+                    {
+                        "model_spec": {"name": model.name, "version": str(model.version)},
+                        "metadata": {"signature_def": sigs},
+                    },
+                )
+            else:
+                self._send(
+                    HTTPStatus.OK,
+                    {
+                        "model_version_status": [
+                            {
+                                "version": str(model.version),
+                                "state": "AVAILABLE",
+                                "status": {"error_code": "OK", "error_message": ""},
+                            }
+                        ]
+                    },
+                )
 
     return Handler
+
+
+class _ExclusiveHTTPServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that never shares its port: a port in use is an error.
+
+    No ``SO_REUSEPORT``. ``SO_REUSEADDR`` stays on where it only lets a restarted server bind over
+    connections in TIME_WAIT (POSIX); on Windows it would let two servers share the port."""
+
+    allow_reuse_address = os.name != "nt"
+    allow_reuse_port = False
+    daemon_threads = True
 
 
 def serve_rest_in_process(
@@ -536,9 +670,14 @@ def serve_rest_in_process(
     model_name: str = DEFAULT_MODEL_NAME,
     host: str = HOST,
     version: int | None = None,
+    max_body_bytes: int = MAX_MESSAGE_BYTES,
+    request_timeout: float = REQUEST_TIMEOUT,
+    ssl_context=None,
 ):
     """Start the REST API for ``model_dir`` on ``host:port`` (0 = a free port) in a daemon thread.
 
+    A port in use raises ``OSError`` naming it. Bodies over ``max_body_bytes`` are refused (413);
+    ``ssl_context`` (an ``ssl.SSLContext`` with the server's certificate) serves HTTPS.
     Returns ``(server, port)``; stop it with ``server.shutdown(); server.server_close()``.
     """
     model = (
@@ -546,8 +685,15 @@ def serve_rest_in_process(
         if isinstance(model_dir, ServedModel)
         else ServedModel(model_dir, model_name, version)
     )
-    server = ThreadingHTTPServer((host, int(port)), _handler_class(model))
-    server.daemon_threads = True
+    handler = _handler_class(model, max_body_bytes, request_timeout)
+    try:
+        server = _ExclusiveHTTPServer((host, int(port)), handler)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"REST server: cannot bind {host}:{port} ({exc.strerror or exc})"
+        ) from None
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="cornernet-rest", daemon=True)
     thread.start()
     return server, server.server_address[1]
@@ -568,10 +714,26 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--grpc-port", type=int, default=8500)
     parser.add_argument("--rest-port", type=int, default=8501)
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=MAX_MESSAGE_BYTES / (1 << 20),
+        help=f"largest REST request body in MiB (default {MAX_MESSAGE_BYTES >> 20})",
+    )
     args = parser.parse_args(argv)
-    model = ServedModel(args.model_dir, args.model_name)
-    grpc_server, grpc_port = serve_in_process(model, args.grpc_port, host=args.host)
-    rest_server, rest_port = serve_rest_in_process(model, args.rest_port, host=args.host)
+    try:
+        model = ServedModel(args.model_dir, args.model_name)
+        grpc_server, grpc_port = serve_in_process(model, args.grpc_port, host=args.host)
+        try:
+            rest_server, rest_port = serve_rest_in_process(
+                model, args.rest_port, host=args.host, max_body_bytes=int(args.max_body_mb * 2**20)
+            )
+        except OSError:
+            grpc_server.stop(None)
+            raise
+    except OSError as exc:  # a missing model folder, a port in use: one line, no traceback
+        print(f"{parser.prog}: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(
         f"serving {model.name} version {model.version} from {model.path}: "
         f"gRPC {args.host}:{grpc_port}, REST http://{args.host}:{rest_port}/v1/models/{model.name}",
