@@ -251,3 +251,29 @@ def test_dataset_info_that_is_not_json_is_one_line(tmp_path, capsys):
     info.write_text('{"class_names": ["a", "b"], "category_ids": [1, 1]}')
     with pytest.raises(InvalidValueError, match="duplicate category ids"):
         DatasetInfo.load(str(info))
+
+
+@pytest.mark.parametrize(
+    "argv, command, expected",
+    [
+        (["data", "shapes", "--out", "{tmp}/s", "--num-images", "-5"], "data", "--num-images"),
+        (["data", "shapes", "--out", "{tmp}/s", "--num-images", "0"], "data", "--num-images"),
+        (
+            ["export-onnx", "--config", TINY, "--weights", NPZ, "--out", "{tmp}/m.bin"],
+            "export-onnx",
+            ".onnx",
+        ),
+        (
+            ["export-tflite", "--config", TINY, "--weights", NPZ, "--out", "{tmp}/m.bin"],
+            "export-tflite",
+            ".tflite",
+        ),
+    ],
+)
+def test_out_of_range_values_and_wrong_suffixes_are_one_line(
+    tmp_path, capsys, no_model_build, argv, command, expected
+):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 1
+    assert expected in _one_error_line(capsys, command)
+    assert not (tmp_path / "s").exists()

@@ -10,6 +10,7 @@ import sys
 import time
 
 from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
+from cornernet_tf.errors import InvalidValueError
 
 
 def register(subparsers) -> None:
@@ -198,9 +199,9 @@ def _browse(args) -> int:
     from cornernet_tf.inference.draw_samples import sample_picture
 
     if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        raise InvalidValueError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.zoom is not None and args.zoom < 1:
-        raise ValueError(f"--zoom must be >= 1, got {args.zoom}")
+        raise InvalidValueError(f"--zoom must be >= 1, got {args.zoom}")
     overrides = list(args.overrides) + ([f"data.seed={args.seed}"] if args.seed is not None else [])
     config = load_config_from_args(argparse.Namespace(config=args.config, overrides=overrides))
     class_names, samples = browse_samples(config, args.num_samples)

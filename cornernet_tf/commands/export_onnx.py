@@ -11,6 +11,7 @@ from cornernet_tf.commands._common import (
     parse_category_ids,
     print_fixed_size_summary,
 )
+from cornernet_tf.errors import InvalidValueError
 
 DEFAULT_OPSET = 17  # cornernet_tf.export.onnx.DEFAULT_OPSET, repeated so that --help loads no TF
 
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if not args.out.endswith(".onnx"):
-        raise ValueError(f"--out must end with .onnx, got {args.out}")
+        raise InvalidValueError(f"--out must end with .onnx, got {args.out}")
     from cornernet_tf.export.onnx import MissingPackageError, export_onnx, read_onnx_metadata
 
     config = load_config_from_args(args)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cornernet_tf.config import Config
+from cornernet_tf.errors import InvalidValueError
 
 
 @dataclasses.dataclass
@@ -69,7 +70,7 @@ def browse_samples(config: Config, count: int) -> tuple[list[str], Iterator[Brow
     from cornernet_tf.data.pipeline import build_dataset, load_source
 
     if int(count) < 1:
-        raise ValueError(f"the number of samples must be >= 1, got {count}")
+        raise InvalidValueError(f"the number of samples must be >= 1, got {count}")
     data = config.data
     if data.seed is not None:  # the same seed gives the same samples in the same order
         data = dataclasses.replace(data, deterministic=True)

@@ -39,17 +39,17 @@ class ShapesConfig:
     def validate(self) -> None:
         h, w = self.size
         if h < 16 or w < 16:
-            raise ValueError(f"shapes: image size must be at least 16x16, got {h}x{w}")
+            raise InvalidValueError(f"shapes: image size must be at least 16x16, got {h}x{w}")
         if not 1 <= self.num_classes <= len(SHAPE_CLASSES):
-            raise ValueError(
+            raise InvalidValueError(
                 f"shapes: num_classes must be in 1..{len(SHAPE_CLASSES)}, got {self.num_classes}"
             )
         if not 0 < self.min_size <= self.max_size <= 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"shapes: need 0 < min_size <= max_size <= 1, got {self.min_size}, {self.max_size}"
             )
         if self.max_objects < 1:
-            raise ValueError(f"shapes: max_objects must be >= 1, got {self.max_objects}")
+            raise InvalidValueError(f"shapes: max_objects must be >= 1, got {self.max_objects}")
 
 
 @dataclasses.dataclass
@@ -135,7 +135,7 @@ def _shape_mask(kind: str, bw: int, bh: int, rng: np.random.Generator) -> np.nda
         draw.rectangle([x0, 0, x0 + tx - 1, b], fill=1)
         draw.rectangle([0, y0, r, y0 + ty - 1], fill=1)
     else:
-        raise ValueError(f"unknown shape {kind!r}")
+        raise InvalidValueError(f"unknown shape {kind!r}")
     return np.asarray(img, bool)
 
 
@@ -244,6 +244,8 @@ def _visible_object(
 
 def parse_splits(text: str | None, num_images: int | None) -> dict[str, int]:
     """``train=0.8,val=0.2`` (fractions) or ``train=800,val=200`` (counts) -> counts per split."""
+    if num_images is not None and num_images < 1:
+        raise InvalidValueError(f"shapes: --num-images must be >= 1, got {num_images}")
     if not text:
         if num_images is None:
             raise InvalidValueError("shapes: give --num-images or counts in --splits")
@@ -316,7 +318,7 @@ def generate_shapes(
     """
     fmt = image_format.lower()
     if fmt not in ("png", "jpeg", "jpg"):
-        raise ValueError(f"shapes: image format must be png or jpeg, got {image_format!r}")
+        raise InvalidValueError(f"shapes: image format must be png or jpeg, got {image_format!r}")
     ext = "png" if fmt == "png" else "jpg"
     counts = splits if isinstance(splits, dict) else parse_splits(splits, num_images)
     config = ShapesConfig(

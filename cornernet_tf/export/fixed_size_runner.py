@@ -16,6 +16,7 @@ import numpy as np
 
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import as_test_config
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export import postprocess as pp
 
 
@@ -34,7 +35,7 @@ def read_metadata(model_path: str, expected_format: str, command: str) -> dict:
     with open(path, encoding="utf-8") as fh:
         meta = json.load(fh)
     if meta.get("format") != expected_format:
-        raise ValueError(f"{path}: format {meta.get('format')!r} is not {expected_format!r}")
+        raise InvalidValueError(f"{path}: format {meta.get('format')!r} is not {expected_format!r}")
     return meta
 
 
@@ -64,7 +65,7 @@ class FixedSizeDetector:
         """The six raw maps (float32 NHWC, batch 1) for a prepared uint8 canvas ``[1, S_h, S_w, 3]``."""
         canvas = np.asarray(canvas)
         if canvas.dtype != np.uint8 or canvas.shape != (1,) + self.input_hw + (3,):
-            raise ValueError(
+            raise InvalidValueError(
                 f"expected a uint8 canvas of shape {(1,) + self.input_hw + (3,)}, "
                 f"got {canvas.dtype} {canvas.shape}"
             )

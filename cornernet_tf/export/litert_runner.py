@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.fixed_size_runner import FixedSizeDetector
 from cornernet_tf.export.fixed_size_runner import metadata_path as metadata_path
 from cornernet_tf.export.fixed_size_runner import read_metadata as _read_metadata
@@ -48,7 +49,7 @@ class LiteRTDetector(FixedSizeDetector):
         shape = self.metadata["input"]["shape"]
         actual = self._runner.get_input_details()["images"]
         if tuple(actual["shape"]) != tuple(shape) or actual["dtype"] != np.uint8:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{model_path}: input is {tuple(actual['shape'])} {actual['dtype']}, "
                 f"the metadata says {tuple(shape)} uint8"
             )

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import fixed_size_settings
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.fixed_size_runner import metadata_path
 from cornernet_tf.export.onnx_runner import (  # noqa: F401
@@ -137,12 +138,12 @@ def export_onnx(
     from cornernet_tf.modeling.backbones import output_stride
 
     if not os.fspath(out_path).endswith(".onnx"):
-        raise ValueError(f"the ONNX output must end with .onnx, got {out_path}")
+        raise InvalidValueError(f"the ONNX output must end with .onnx, got {out_path}")
     require("tf2onnx", "ONNX export")
     onnx = require("onnx", "ONNX export")
     model, cfg = prepare_model(model_or_config, weights, config=config)
     if model.model_config.corner_pool_impl not in ("tf", "scan"):
-        raise ValueError(
+        raise InvalidValueError(
             "ONNX needs corner_pool_impl 'tf' (core operators), got "
             f"{model.model_config.corner_pool_impl!r}"
         )

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from cornernet_tf.detection.contract import OUTPUT_KEYS
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.fixed_size_runner import FixedSizeDetector, read_metadata
 
 METADATA_FORMAT = "cornernet-onnx/1"
@@ -69,14 +70,16 @@ class OnnxDetector(FixedSizeDetector):
         actual = inputs.get("images")
         if len(inputs) != 1 or actual is None or list(actual.shape) != shape:
             described = {name: (i.shape, i.type) for name, i in inputs.items()}
-            raise ValueError(
+            raise InvalidValueError(
                 f"{model_path}: inputs are {described}, the metadata says images {shape}"
             )
         if actual.type != "tensor(uint8)":
-            raise ValueError(f"{model_path}: input images is {actual.type}, expected tensor(uint8)")
+            raise InvalidValueError(
+                f"{model_path}: input images is {actual.type}, expected tensor(uint8)"
+            )
         missing = sorted(set(OUTPUT_KEYS) - {o.name for o in self.session.get_outputs()})
         if missing:
-            raise ValueError(f"{model_path}: outputs {missing} are missing")
+            raise InvalidValueError(f"{model_path}: outputs {missing} are missing")
 
     def run_network(self, canvas: np.ndarray) -> dict:
         values = self.session.run(list(OUTPUT_KEYS), {"images": canvas})

@@ -31,6 +31,7 @@ import numpy as np
 
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import fixed_size_settings
+from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.litert_runner import METADATA_FORMAT, metadata_path, read_metadata  # noqa: F401
 from cornernet_tf.export.postprocess import prepare_input, valid_input_size
@@ -53,12 +54,12 @@ def tflite_input_size(config, input_size: Sequence[int] | None = None) -> tuple[
     if input_size is None:
         return tuple(valid_input_size(s, multiple) for s in config.data.input_size)
     if len(input_size) != 2:
-        raise ValueError(f"input size must be [height, width], got {list(input_size)}")
+        raise InvalidValueError(f"input size must be [height, width], got {list(input_size)}")
     stride = output_stride(config.model)
     for s in input_size:
         out = -(-int(s) // stride)
         if int(s) < 1 or out % 2**config.model.depth:
-            raise ValueError(
+            raise InvalidValueError(
                 f"input size {list(input_size)}: {s} gives a {out}-pixel map, which must divide by "
                 f"2**{config.model.depth} for this model; e.g. use {valid_input_size(s, multiple)}"
             )
@@ -131,7 +132,7 @@ def find_images(directory: str) -> list:
         if p.lower().endswith(IMAGE_SUFFIXES)
     )
     if not files:
-        raise ValueError(
+        raise InvalidValueError(
             f"{directory}: no image files ({', '.join(IMAGE_SUFFIXES)}) for int8 calibration"
         )
     return files
@@ -144,7 +145,7 @@ def convert_saved_model(
     import tensorflow as tf
 
     if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+        raise InvalidValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     with _quiet_absl():
         converter = tf.lite.TFLiteConverter.from_saved_model(
             saved_model_dir, signature_keys=["serving_default"]
@@ -156,7 +157,7 @@ def convert_saved_model(
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
         if not representative:
-            raise ValueError(
+            raise InvalidValueError(
                 "int8 quantization needs representative images (--representative-images or data.train_images)"
             )
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -281,10 +282,12 @@ def convert_variants(
 
     unknown = sorted(set(out_paths) - set(QUANTIZATIONS))
     if unknown or not out_paths:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {unknown or 'nothing'}")
+        raise InvalidValueError(
+            f"quantize must be one of {QUANTIZATIONS}, got {unknown or 'nothing'}"
+        )
     model, cfg = prepare_model(model_or_config, weights, config=config)
     if model.model_config.corner_pool_impl not in ("tf", "scan"):
-        raise ValueError(
+        raise InvalidValueError(
             f"TFLite needs corner_pool_impl 'tf' (builtin operators), got {model.model_config.corner_pool_impl!r}"
         )
     input_hw = tflite_input_size(cfg, input_size)
@@ -294,7 +297,7 @@ def convert_variants(
     if "int8" in out_paths:
         folder = representative_images_dir or cfg.data.train_images
         if not folder:
-            raise ValueError(
+            raise InvalidValueError(
                 "int8 quantization needs --representative-images DIR or data.train_images in the config"
             )
         limit = int(num_representative or cfg.export.representative_images)
