@@ -238,7 +238,7 @@ def test_training_step_builds_with_soft_placement_off(fresh, library):
     import keras
     from test_training import SMALL_MODEL, make_batch
 
-    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.training.task import build_model
 
     if library == "without_kernels_here":
         visible = native_devices.visible_device_types()
@@ -282,7 +282,7 @@ tf.config.set_soft_device_placement(False)
 import keras
 sys.path.insert(0, {tests!r})
 from test_training import SMALL_MODEL, make_batch
-from cornernet_tf.modeling.cornernet import build_model
+from cornernet_tf.training.task import build_model
 
 native_devices = importlib.import_module("cornernet_tf.ops.native_devices")
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -335,3 +335,9 @@ def test_the_network_imports_nothing_from_training():
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_compiling_the_bare_network_points_at_the_task():
+    network = build_model(TINY)
+    with pytest.raises(ValueError, match="CornerNetTask"):
+        network.compile(optimizer="adam")

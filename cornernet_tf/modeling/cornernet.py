@@ -129,6 +129,17 @@ class CornerNet(keras.Model):
             out += merge.official_variables(i)
         return out
 
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """The network has no loss of its own: compiling it without one is a mistake that Keras
+        would only report at the first ``fit`` step ("No loss to compute"), so say what to do."""
+        if loss is None:
+            raise ValueError(
+                "CornerNet is the network only (images -> maps) and has no loss; to train, use the "
+                "task: cornernet_tf.build_model(config) or "
+                "cornernet_tf.training.CornerNetTask(network), then compile(optimizer=...)"
+            )
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
     def set_batch_norm_synchronized(self, synchronized: bool) -> None:
         """Compute BatchNorm statistics over all replicas (True) or per replica (False)."""
         for layer in self._flatten_layers(include_self=False):
