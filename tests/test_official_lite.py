@@ -277,3 +277,23 @@ def test_second_squeeze_matches_the_numpy_reference():
     print(f"second squeeze: max abs error per stack {worst}, largest map value {scale:.2f}")
     assert 0.5 < scale < 50  # the calibrated weights keep the maps O(1)
     assert max(worst) <= ATOL
+
+
+def test_convert_command_takes_a_lite_checkpoint(tmp_path, capsys, io):
+    import yaml
+
+    from cornernet_tf.cli import main
+
+    config = tmp_path / "squeeze_golden.yaml"
+    config.write_text(yaml.safe_dump({"name": "squeeze_golden", "model": GOLDEN_SQUEEZE_CONFIG}))
+    out = tmp_path / "squeeze.weights.h5"
+    official = str(LITE_DIR / "squeeze_model_weights.npz")
+    assert (
+        main(["convert", "--official", official, "--config", str(config), "--out", str(out)]) == 0
+    )
+    assert f"loaded {SQUEEZE_TENSORS} tensors" in (printed := capsys.readouterr().out)
+    assert "cornernet_lite names" in printed
+    fresh = build_model(config)
+    fresh.load_weights(out)
+    outputs = fresh(_nhwc_rgb(io["input"]), training=False)
+    assert max(_max_errors(outputs, io, stacks=2)) <= ATOL
