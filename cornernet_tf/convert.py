@@ -32,8 +32,12 @@ def _strip_prefix(key: str) -> str:
 # torch axes -> Keras axes of each kernel kind. A ConvTranspose2d weight (in, out, kh, kw) takes
 # the same permutation as a convolution's (out, in, kh, kw): Keras stores (kh, kw, out, in). Both
 # frameworks' transposed convolution is the adjoint of their (unflipped) correlation: no flip.
-_AXES = {CONV: (2, 3, 1, 0), CONV_BGR: (2, 3, 1, 0), CONV_TRANSPOSE: (2, 3, 1, 0)}
-_AXES[DEPTHWISE] = (2, 3, 0, 1)  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+_AXES = {
+    CONV: (2, 3, 1, 0),
+    CONV_BGR: (2, 3, 1, 0),
+    CONV_TRANSPOSE: (2, 3, 1, 0),
+    DEPTHWISE: (2, 3, 0, 1),  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+}
 
 
 def _transform(array: np.ndarray, kind: str) -> np.ndarray:
