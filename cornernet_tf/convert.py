@@ -1,8 +1,9 @@
-"""Load the official PyTorch CornerNet weights into the Keras model.
+"""Load the official PyTorch CornerNet and CornerNet-Lite weights into the Keras model.
 
 Keys are matched by name through each layer's ``official_variables`` (no hand-written table), and
 the load is all-or-nothing: every official key must be consumed and every model weight assigned,
-or a :class:`WeightMismatchError` lists what is missing, extra or mis-shaped.
+or a :class:`WeightMismatchError` lists what is missing, extra or mis-shaped. The checkpoint's
+naming (original CornerNet or CornerNet-Lite, modeling/official_names.py) is read from its keys.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from cornernet_tf.errors import MissingDependencyError, UserError
-from cornernet_tf.modeling.layers import CONV, CONV_BGR, VECTOR
+from cornernet_tf.modeling.layers import CONV, CONV_BGR, CONV_TRANSPOSE, DEPTHWISE, VECTOR
+from cornernet_tf.modeling.official_names import DESCRIPTIONS, detect_naming
 
 # Buffers of the official checkpoints that carry no model state.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -29,15 +31,43 @@ def _strip_prefix(key: str) -> str:
     return key[len("module.") :] if key.startswith("module.") else key
 
 
+# torch axes -> Keras axes of each kernel kind. A ConvTranspose2d weight (in, out, kh, kw) takes
+# the same permutation as a convolution's (out, in, kh, kw): Keras stores (kh, kw, out, in). Both
+# frameworks' transposed convolution is the adjoint of their (unflipped) correlation: no flip.
+_AXES = {
+    CONV: (2, 3, 1, 0),
+    CONV_BGR: (2, 3, 1, 0),
+    CONV_TRANSPOSE: (2, 3, 1, 0),
+    DEPTHWISE: (2, 3, 0, 1),  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+}
+
+
 def _transform(array: np.ndarray, kind: str) -> np.ndarray:
     if kind == VECTOR:
         return array
-    kernel = np.transpose(array, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
+    if kind not in _AXES:
+        raise ValueError(f"unknown weight transform {kind!r}")
+    kernel = np.transpose(array, _AXES[kind])
     if kind == CONV_BGR:
         kernel = kernel[:, :, ::-1, :]
-    elif kind != CONV:
-        raise ValueError(f"unknown weight transform {kind!r}")
     return np.ascontiguousarray(kernel)
+
+
+def official_shape(keras_shape, kind: str) -> tuple:
+    """The torch shape of the official tensor that fills a variable of ``keras_shape``."""
+    if kind == VECTOR:
+        return tuple(keras_shape)
+    inverse = np.argsort(_AXES[kind])
+    return tuple(int(keras_shape[axis]) for axis in inverse)
+
+
+def expected_official_shapes(model, naming: str | None = None) -> dict:
+    """Official key -> torch shape of every tensor ``model`` loads under ``naming`` (its
+    ``official_variables``), ``num_batches_tracked`` left out."""
+    return {
+        key: official_shape(variable.shape, kind)
+        for key, variable, kind in model.official_variables(naming)
+    }
 
 
 def _listing(title: str, names: list) -> str:
@@ -49,7 +79,9 @@ def _listing(title: str, names: list) -> str:
 def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
     """Assign an official ``state_dict`` (key -> array, with or without ``module.``) to ``model``.
 
-    Returns a small report: the number of tensors and parameters loaded.
+    Checkpoints of the original CornerNet repository and of CornerNet-Lite (CornerNet-Squeeze, or
+    its CornerNet) are told apart by their keys. Returns a small report: the naming, the number
+    of tensors and of parameters loaded.
     """
     weights = {}
     for key, value in state_dict.items():
@@ -57,7 +89,15 @@ def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
         if key.endswith(IGNORED_SUFFIXES):
             continue
         weights[key] = np.asarray(value)
-    mapping = model.official_variables()
+    naming = detect_naming(weights).name
+    if naming not in model.official_namings:
+        backbone = model.model_config.backbone
+        raise WeightMismatchError(
+            f"the checkpoint has the {DESCRIPTIONS[naming]}, but the {backbone} backbone's "
+            f"official weights come with the "
+            f"{' or '.join(DESCRIPTIONS[n] for n in model.official_namings)}; nothing was loaded"
+        )
+    mapping = model.official_variables(naming)
     expected = {key for key, _, _ in mapping}
     missing = sorted(expected - set(weights))
     unexpected = sorted(set(weights) - expected)
@@ -86,7 +126,11 @@ def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
         )
     for variable, value in converted:
         variable.assign(value.astype(variable.dtype))
-    return {"tensors": len(converted), "parameters": int(sum(v.size for _, v in converted))}
+    return {
+        "naming": naming,
+        "tensors": len(converted),
+        "parameters": int(sum(v.size for _, v in converted)),
+    }
 
 
 def read_official_checkpoint(path: str) -> dict:

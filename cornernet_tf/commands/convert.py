@@ -9,8 +9,12 @@ from cornernet_tf.errors import InvalidValueError
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert official PyTorch CornerNet weights to Keras",
-        description="Read an official checkpoint (.pkl/.pth with torch, or .npz) and write Keras weights.",
+        help="convert official PyTorch CornerNet / CornerNet-Lite weights to Keras",
+        description=(
+            "Read an official checkpoint (.pkl/.pth with torch, or .npz) of CornerNet or "
+            "CornerNet-Lite (CornerNet-Squeeze, or Lite's CornerNet) and write Keras weights; "
+            "the key naming is read from the checkpoint, the architecture from --config."
+        ),
     )
     parser.add_argument(
         "--official", required=True, help="official checkpoint (.pkl, .pth or .npz)"
@@ -32,5 +36,8 @@ def run(args) -> int:
     model = build_model(config.model)
     report = load_official_weights(model, read_official_checkpoint(args.official))
     model.save_weights(args.out)
-    print(f"loaded {report['tensors']} tensors ({report['parameters']:,} values) -> {args.out}")
+    print(
+        f"loaded {report['tensors']} tensors ({report['parameters']:,} values, "
+        f"{report['naming']} names) -> {args.out}"
+    )
     return 0

@@ -36,11 +36,21 @@ class Backbone:
     upsample: str  # hourglass up-sampling (up2): nearest | transposed
     head_kernel: int  # hidden convolution of the prediction heads
     even_dims: bool = False  # fire modules squeeze to half their width
+    # Key namings of the official checkpoints this backbone loads (modeling/official_names.py),
+    # the first being the default: CornerNet's hourglass was published by both repositories,
+    # CornerNet-Squeeze only by CornerNet-Lite.
+    official_namings: tuple = ("cornernet", "cornernet_lite")
 
 
 BACKBONES = {
     "hourglass": Backbone(block="residual", upsample="nearest", head_kernel=3),
-    "squeeze": Backbone(block="fire", upsample="transposed", head_kernel=1, even_dims=True),
+    "squeeze": Backbone(
+        block="fire",
+        upsample="transposed",
+        head_kernel=1,
+        even_dims=True,
+        official_namings=("cornernet_lite",),
+    ),
 }
 
 

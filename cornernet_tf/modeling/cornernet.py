@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, ModelConfig, load_model_config
 from cornernet_tf.detection.contract import CORNERS, OUTPUT_KEYS
-from cornernet_tf.modeling.backbones import HEAD_KINDS, build_backbone
+from cornernet_tf.modeling.backbones import HEAD_KINDS, build_backbone, get_backbone
+from cornernet_tf.modeling.official_names import get_naming
 
 
 def _heads(stack: dict, cnv) -> dict:
@@ -115,18 +116,36 @@ class CornerNet(keras.Model):
         return inputs
 
     # ------------------------------------------------------------------ weights
-    def official_variables(self) -> list:
-        """(official state_dict key, variable, transform) for every weight of the model."""
-        out = self.stem.official_variables("pre")
+    @property
+    def official_namings(self) -> tuple:
+        """Key namings of the official checkpoints of this backbone, the default first."""
+        return get_backbone(self.model_config).official_namings
+
+    def official_variables(self, naming: str | None = None) -> list:
+        """(official state_dict key, variable, transform) for every weight of the model.
+
+        ``naming`` is ``cornernet`` (the original repository's keys) or ``cornernet_lite``
+        (CornerNet-Lite's); by default the backbone's first (modeling/official_names.py).
+        """
+        naming = naming or self.official_namings[0]
+        if naming not in self.official_namings:
+            raise ValueError(
+                f"the {self.model_config.backbone} backbone has no official weights under "
+                f"{naming!r} names; it has {list(self.official_namings)}"
+            )
+        names = get_naming(naming)
+        out = self.stem.official_variables(names.stem)
         for i, stack in enumerate(self.stacks):
-            out += stack["hourglass"].official_variables(f"kps.{i}")
-            out += stack["cnv"].official_variables(f"cnvs.{i}")
+            out += stack["hourglass"].official_variables(f"{names.hourglass}.{i}")
+            out += stack["cnv"].official_variables(f"{names.cnv}.{i}")
             for corner in CORNERS:
-                out += stack[f"{corner}_pool"].official_variables(f"{corner}_cnvs.{i}")
+                module = f"{corner}_{names.corner_module}.{i}"
+                out += stack[f"{corner}_pool"].official_variables(module)
                 for kind in HEAD_KINDS:
-                    out += stack[f"{corner}_{kind}"].official_variables(f"{corner}_{kind}s.{i}")
+                    head = f"{corner}_{names.head(kind)}.{i}"
+                    out += stack[f"{corner}_{kind}"].official_variables(head)
         for i, merge in enumerate(self.merges):
-            out += merge.official_variables(i)
+            out += merge.official_variables(i, prefix=names.merge)
         return out
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):

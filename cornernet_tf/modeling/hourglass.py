@@ -13,6 +13,8 @@ from keras import layers, ops
 
 from cornernet_tf.modeling.layers import (
     CONV,
+    CONV_TRANSPOSE,
+    VECTOR,
     ConvBN,
     FireModule,
     Residual,
@@ -213,7 +215,13 @@ class HourglassModule(layers.Layer):
             out += self.low2.official_variables(f"{prefix}.low2")
         else:
             out += _official_chain(self.low2, f"{prefix}.low2")
-        return out + _official_chain(self.low3, f"{prefix}.low3")
+        out += _official_chain(self.low3, f"{prefix}.low3")
+        if self.upsample == "transposed":
+            out += [
+                (f"{prefix}.up2.weight", self.up2.kernel, CONV_TRANSPOSE),
+                (f"{prefix}.up2.bias", self.up2.bias, VECTOR),
+            ]
+        return out
 
     def get_config(self):
         config = super().get_config()
@@ -265,12 +273,13 @@ class StackMerge(layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (self.dim,)
 
-    def official_variables(self, index: int) -> list:
-        out = [(f"inters_.{index}.0.weight", self.inter_conv.kernel, CONV)]
-        out += _bn_variables(self.inter_bn, f"inters_.{index}.1")
-        out += [(f"cnvs_.{index}.0.weight", self.cnv_conv.kernel, CONV)]
-        out += _bn_variables(self.cnv_bn, f"cnvs_.{index}.1")
-        out += self.residual.official_variables(f"inters.{index}")
+    def official_variables(self, index: int, prefix: str = "") -> list:
+        """Official ``inters_``, ``cnvs_`` and ``inters`` (under ``hg.`` in CornerNet-Lite)."""
+        out = [(f"{prefix}inters_.{index}.0.weight", self.inter_conv.kernel, CONV)]
+        out += _bn_variables(self.inter_bn, f"{prefix}inters_.{index}.1")
+        out += [(f"{prefix}cnvs_.{index}.0.weight", self.cnv_conv.kernel, CONV)]
+        out += _bn_variables(self.cnv_bn, f"{prefix}cnvs_.{index}.1")
+        out += self.residual.official_variables(f"{prefix}inters.{index}")
         return out
 
     def get_config(self):

@@ -14,6 +14,10 @@ from keras import layers, ops
 # Kinds of tensor transforms the converter applies (see cornernet_tf/convert.py).
 CONV = "conv"  # torch (out, in, kh, kw) -> keras (kh, kw, in, out)
 CONV_BGR = "conv_bgr"  # as CONV, and the input-channel axis reversed (BGR -> RGB)
+DEPTHWISE = "depthwise"  # torch grouped (C, 1, kh, kw), groups = C -> keras (kh, kw, C, 1)
+CONV_TRANSPOSE = (
+    "conv_transpose"  # torch ConvTranspose2d (in, out, kh, kw) -> keras (kh, kw, out, in)
+)
 VECTOR = "vector"  # copied as is
 
 
@@ -276,6 +280,16 @@ class FireModule(layers.Layer):
         if self.has_skip:
             y = y + x
         return ops.relu(y)
+
+    def official_variables(self, prefix: str) -> list:
+        """The official ``fire_module``: conv1/bn1 squeeze, conv_1x1 + conv_3x3 expand, bn2."""
+        out = [(f"{prefix}.conv1.weight", self.squeeze.kernel, CONV)]
+        out += _bn_variables(self.squeeze_bn, f"{prefix}.bn1")
+        out += [
+            (f"{prefix}.conv_1x1.weight", self.expand_1x1.kernel, CONV),
+            (f"{prefix}.conv_3x3.weight", self.expand_3x3.kernel, DEPTHWISE),
+        ]
+        return out + _bn_variables(self.expand_bn, f"{prefix}.bn2")
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape

@@ -58,9 +58,13 @@ class CornerNetTask(keras.Model):
     def model_config(self):
         return self.backbone.model_config
 
-    def official_variables(self) -> list:
+    @property
+    def official_namings(self) -> tuple:
+        return self.backbone.official_namings
+
+    def official_variables(self, naming: str | None = None) -> list:
         """(official state_dict key, variable, transform) for every weight (see CornerNet)."""
-        return self.backbone.official_variables()
+        return self.backbone.official_variables(naming)
 
     # ------------------------------------------------------------------ training
     def compile(

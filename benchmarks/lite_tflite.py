@@ -1,0 +1,301 @@
+"""CornerNet-Squeeze (CornerNet-Lite) on LiteRT: sizes, latency and quantization agreement.
+
+The path measured is the documented one: official checkpoint -> ``cornernet convert`` ->
+``cornernet export-tflite --quantize none|fp16|int8`` -> ``LiteRTDetector``.
+
+Part 1, the full-size official architecture (``configs/cornernet_squeeze_coco.yaml``, 31,771,852
+parameters) at 511x511 with **random weights** (Keras initialisation; no official checkpoint is
+shipped or downloaded): ``.tflite`` size, LiteRT latency of the network (batch 1, the
+interpreter's default XNNPACK delegate) on 1 and 2 threads, and the agreement of the fp16 and
+int8 maps with float32 (heatmaps after the sigmoid, embeddings, offsets, and the top-K corners).
+Random weights say nothing about the accuracy a trained model keeps under int8; they do show
+size, speed, that the graph is builtin-only, and how far the quantized maps move.
+
+Part 2, the reduced CornerNet-Squeeze of tests/data/lite with its **official weights** (the
+reference ``state_dict`` of the official code), converted through the command line exactly as a
+user would convert ``CornerNet_Squeeze_500000.pkl``: agreement of fp16/int8 with float32 on
+images (maps, top-K corners, detections).
+
+int8 calibration: representative images placed on the canvas as at inference (here synthetic
+shapes images; for a real model, COCO training images: ``--representative-images DIR``, default
+``export.representative_images`` = 32 of them).
+
+    python benchmarks/lite_tflite.py [--repeats 5] [--calibration 8] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import harness  # noqa: E402  (puts the checkout on sys.path)
+import numpy as np  # noqa: E402
+from harness import interleaved_medians, machine_info, timed  # noqa: E402
+
+QUANTIZATIONS = ("none", "fp16", "int8")
+GOLDEN_WEIGHTS = os.path.join(harness.ROOT, "tests", "data", "lite", "squeeze_model_weights.npz")
+# The reduced CornerNet-Squeeze of tests/data/lite (README there) in model fields.
+GOLDEN_MODEL = dict(
+    backbone="squeeze",
+    num_classes=5,
+    num_stacks=2,
+    dims=[16, 16, 24, 24, 32],
+    modules=[2, 2, 2, 2, 4],
+    stem_dims=[8, 16],
+    cnv_dim=16,
+    pool_dim=128,
+    head_dim=16,
+)
+TOP_K = 20
+
+
+def _images(root: str, count: int, size, seed: int) -> tuple[str, list]:
+    """A shapes dataset: (train image folder for calibration, ``count`` val images as arrays)."""
+    from PIL import Image
+
+    from cornernet_tf.data.shapes import generate_shapes
+
+    generate_shapes(root, seed=seed, size=size, splits={"train": count, "val": count})
+    val = sorted(p for p in os.listdir(os.path.join(root, "val", "images")))
+    arrays = [
+        np.asarray(Image.open(os.path.join(root, "val", "images", p)).convert("RGB")) for p in val
+    ]
+    return os.path.join(root, "train", "images"), arrays
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _top_corners(heat: np.ndarray, k: int) -> set:
+    """(class, y, x) of the ``k`` best corners after the 3x3 max-pool NMS of decoding."""
+    from cornernet_tf.detection.decode_np import heatmap_nms
+
+    scores = heatmap_nms(_sigmoid(heat), 3)[0]  # H, W, C
+    flat = np.argsort(-scores.reshape(-1), kind="stable")[:k]
+    h, w, c = scores.shape
+    return {(int(i % c), int(i // c // w), int(i // c % w)) for i in flat}
+
+
+def _map_agreement(reference: dict, other: dict) -> dict:
+    heat = max(
+        float(np.max(np.abs(_sigmoid(other[k]) - _sigmoid(reference[k]))))
+        for k in ("tl_heat", "br_heat")
+    )
+    corners = np.mean(
+        [
+            len(_top_corners(reference[k], TOP_K) & _top_corners(other[k], TOP_K)) / TOP_K
+            for k in ("tl_heat", "br_heat")
+        ]
+    )
+    out = {"max_abs_sigmoid_heat": heat, "top20_corner_agreement": float(corners)}
+    for kind in ("tag", "regr"):
+        diff = max(
+            float(np.max(np.abs(other[f"{c}_{kind}"] - reference[f"{c}_{kind}"])))
+            for c in ("tl", "br")
+        )
+        spread = max(float(np.std(reference[f"{c}_{kind}"])) for c in ("tl", "br"))
+        out[f"max_abs_{kind}"] = diff
+        out[f"{kind}_std_float32"] = spread
+    return out
+
+
+def _box_agreement(reference: dict, other: dict, top: int = 10, iou: float = 0.7) -> float:
+    """Fraction of the reference's ``top`` detections found in ``other`` (same class, IoU >= iou)."""
+    n = min(top, len(reference["scores"]))
+    if n == 0:
+        return float(len(other["scores"]) == 0)
+    hits = 0
+    for box, cls in zip(reference["boxes"][:n], reference["classes"][:n]):
+        same = other["boxes"][other["classes"] == cls]
+        if len(same):
+            lt = np.maximum(box[:2], same[:, :2])
+            rb = np.minimum(box[2:], same[:, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            area = np.prod(box[2:] - box[:2]) + np.prod(same[:, 2:] - same[:, :2], axis=1)
+            hits += bool(np.any(inter / np.maximum(area - inter, 1e-9) >= iou))
+    return hits / n
+
+
+def _mean_rows(rows: list) -> dict:
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+
+
+def _worst_rows(rows: list) -> dict:
+    return {
+        key: float(min(r[key] for r in rows) if "agreement" in key else max(r[key] for r in rows))
+        for key in rows[0]
+    }
+
+
+def full_size(tmp: str, repeats: int, calibration: int, images: int) -> dict:
+    """Part 1: the official architecture at 511x511, random weights."""
+    import keras
+
+    from cornernet_tf.config import load_config
+    from cornernet_tf.export import postprocess as pp
+    from cornernet_tf.export.litert_runner import LiteRTDetector
+    from cornernet_tf.export.tflite import convert_variants
+    from cornernet_tf.modeling.cornernet import build_model
+
+    keras.utils.set_random_seed(0)
+    config = load_config(
+        harness.config_path("cornernet_squeeze_coco"), ["model.corner_pool_impl=tf"]
+    )
+    model = build_model(config.model)
+    params = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    train_dir, arrays = _images(
+        os.path.join(tmp, "shapes511"), max(calibration, images), (480, 511), 7
+    )
+    paths = {q: os.path.join(tmp, f"squeeze_coco_{q}.tflite") for q in QUANTIZATIONS}
+    seconds, _ = timed(
+        convert_variants,
+        model,
+        paths,
+        config=config,
+        representative_images_dir=train_dir,
+        num_representative=calibration,
+        category_ids=list(range(1, 81)),
+    )
+    result = {
+        "weights": "random (Keras initialisation)",
+        "config": "configs/cornernet_squeeze_coco.yaml",
+        "trainable_parameters": params,
+        "input": [511, 511],
+        "conversion_seconds_all_three": round(seconds, 1),
+        "calibration_images": calibration,
+        "variants": {},
+    }
+    runners = {
+        (q, t): LiteRTDetector(paths[q], num_threads=t) for q in QUANTIZATIONS for t in (1, 2)
+    }
+    first = runners[("none", 1)]
+    canvases = [
+        pp.prepare_input(a, first.input_hw, first.output_stride)[0] for a in arrays[:images]
+    ]
+    calls = {f"{q}_{t}": (lambda r=r: r.maps(canvases[0])) for (q, t), r in runners.items()}
+    medians = interleaved_medians(calls, repeats=repeats)
+    reference = [first.maps(c) for c in canvases]
+    for q in QUANTIZATIONS:
+        entry = {
+            "size_mb": round(os.path.getsize(paths[q]) / 2**20, 2),
+            "latency_ms_1_thread": round(1000 * medians[f"{q}_1"], 1),
+            "latency_ms_2_threads": round(1000 * medians[f"{q}_2"], 1),
+            "operators": len(runners[(q, 1)].metadata["operators"]),
+        }
+        if q != "none":
+            rows = [
+                _map_agreement(ref, runners[(q, 2)].maps(c)) for ref, c in zip(reference, canvases)
+            ]
+            entry["vs_float32_worst"] = _worst_rows(rows)
+        result["variants"][q] = entry
+    ops = set()
+    for q in QUANTIZATIONS:
+        ops |= set(runners[(q, 1)].metadata["operators"])
+    result["operators"] = sorted(ops)
+    result["builtin_only"] = not any(op.startswith("CUSTOM") or "FLEX" in op for op in ops)
+    return result
+
+
+def golden_reduced(tmp: str, calibration: int, images: int) -> dict:
+    """Part 2: the reduced official model through `cornernet convert` and `export-tflite`."""
+    import yaml
+
+    from cornernet_tf.cli import main
+    from cornernet_tf.export import postprocess as pp
+    from cornernet_tf.export.litert_runner import LiteRTDetector
+
+    config = os.path.join(tmp, "squeeze_golden.yaml")
+    with open(config, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(
+            {
+                "base": harness.config_path("cornernet_squeeze_coco"),
+                "name": "squeeze_golden",
+                "model": dict(GOLDEN_MODEL, corner_pool_impl="tf"),
+                "data": {"input_size": [255, 255]},
+            },
+            fh,
+        )
+    weights = os.path.join(tmp, "squeeze_golden.weights.h5")
+    assert (
+        main(["convert", "--official", GOLDEN_WEIGHTS, "--config", config, "--out", weights]) == 0
+    )
+    train_dir, arrays = _images(
+        os.path.join(tmp, "shapes255"), max(calibration, images), (240, 255), 9
+    )
+    paths = {}
+    for q in QUANTIZATIONS:
+        paths[q] = os.path.join(tmp, f"squeeze_golden_{q}.tflite")
+        args = ["export-tflite", "--config", config, "--weights", weights, "--out", paths[q]]
+        args += ["--quantize", q, "--category-ids", "1,2,3,4,5"]
+        if q == "int8":
+            args += ["--representative-images", train_dir, "--num-representative", str(calibration)]
+        assert main(args) == 0, q
+    runners = {q: LiteRTDetector(paths[q], num_threads=2) for q in QUANTIZATIONS}
+    ref = runners["none"]
+    result = {"weights": "official reference state_dict (tests/data/lite)", "variants": {}}
+    detections = [ref.detect(a) for a in arrays[:images]]
+    result["float32_detections_per_image"] = [len(d["scores"]) for d in detections]
+    canvases = [pp.prepare_input(a, ref.input_hw, ref.output_stride)[0] for a in arrays[:images]]
+    reference_maps = [ref.maps(c) for c in canvases]
+    for q in ("fp16", "int8"):
+        rows = []
+        for image, canvas, maps, dets in zip(arrays, canvases, reference_maps, detections):
+            row = _map_agreement(maps, runners[q].maps(canvas))
+            row["top10_box_agreement"] = _box_agreement(dets, runners[q].detect(image))
+            rows.append(row)
+        result["variants"][q] = {
+            "size_kb": round(os.path.getsize(paths[q]) / 1024, 1),
+            "mean": _mean_rows(rows),
+            "worst": _worst_rows(rows),
+        }
+    result["variants"]["none"] = {"size_kb": round(os.path.getsize(paths["none"]) / 1024, 1)}
+    return result
+
+
+def _table(result: dict) -> None:
+    full = result["full_size"]
+    print(
+        f"\nFull-size CornerNet-Squeeze 511x511 ({full['weights']}), {full['trainable_parameters']:,} parameters"
+    )
+    print(
+        f"{'variant':8} {'MB':>8} {'1 thread ms':>12} {'2 threads ms':>13} {'|dsig(heat)|':>13} {'top-20 corners':>15}"
+    )
+    for q, v in full["variants"].items():
+        agree = v.get("vs_float32_worst", {})
+        print(
+            f"{q:8} {v['size_mb']:8.2f} {v['latency_ms_1_thread']:12.1f} {v['latency_ms_2_threads']:13.1f} "
+            f"{agree.get('max_abs_sigmoid_heat', 0):13.4f} {agree.get('top20_corner_agreement', 1):15.2f}"
+        )
+    gold = result["golden_reduced"]
+    print(f"\nReduced CornerNet-Squeeze, {gold['weights']}")
+    for q in ("fp16", "int8"):
+        m = gold["variants"][q]["mean"]
+        print(
+            f"{q:5} |dsig(heat)| {m['max_abs_sigmoid_heat']:.4f}  top-20 corners {m['top20_corner_agreement']:.2f}  "
+            f"top-10 boxes {m['top10_box_agreement']:.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant")
+    parser.add_argument("--calibration", type=int, default=8, help="int8 calibration images")
+    parser.add_argument("--images", type=int, default=4, help="images for the agreement figures")
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args()
+    import tensorflow as tf  # noqa: F401  (recorded in machine_info)
+
+    with tempfile.TemporaryDirectory(prefix="lite_tflite_") as tmp:
+        result = {"machine_before": machine_info()}
+        result["golden_reduced"] = golden_reduced(tmp, args.calibration, args.images)
+        result["full_size"] = full_size(tmp, args.repeats, args.calibration, args.images)
+        result["machine_after"] = machine_info()
+    harness.report(result, args.json, _table)
+
+
+if __name__ == "__main__":
+    main()
