@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,18 +38,10 @@ from harness import interleaved_medians, machine_info, timed  # noqa: E402
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 GOLDEN_WEIGHTS = os.path.join(harness.ROOT, "tests", "data", "lite", "squeeze_model_weights.npz")
-# The reduced CornerNet-Squeeze of tests/data/lite (README there) in model fields.
-GOLDEN_MODEL = dict(
-    backbone="squeeze",
-    num_classes=5,
-    num_stacks=2,
-    dims=[16, 16, 24, 24, 32],
-    modules=[2, 2, 2, 2, 4],
-    stem_dims=[8, 16],
-    cnv_dim=16,
-    pool_dim=128,
-    head_dim=16,
-)
+# The reduced CornerNet-Squeeze of tests/data/lite (README there), in model fields: the tests' own.
+sys.path.insert(0, os.path.join(harness.ROOT, "tests"))
+from golden import GOLDEN_SQUEEZE_CONFIG as GOLDEN_MODEL  # noqa: E402
+
 TOP_K = 20
 
 
