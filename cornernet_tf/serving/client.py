@@ -433,21 +433,39 @@ def image_size(image: ImageLike) -> tuple:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (JPEG/PNG)")
-    parser.add_argument("--host", default="localhost")
+    parser.add_argument(
+        "--host", default="localhost", help="server host name or address (default localhost)"
+    )
     parser.add_argument("--port", type=int, default=None, help="default 8500 (gRPC) or 8501 (REST)")
-    parser.add_argument("--protocol", choices=("grpc", "rest"), default="grpc")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument(
+        "--protocol",
+        choices=("grpc", "rest"),
+        default="grpc",
+        help="gRPC PredictionService or the REST API (default grpc)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=DEFAULT_MODEL_NAME,
+        help=f"model name in the server's models.config (default {DEFAULT_MODEL_NAME})",
+    )
     parser.add_argument(
         "--signature",
         choices=(SIGNATURE_BYTES, SIGNATURE_IMAGES),
         default=SIGNATURE_BYTES,
         help="serving_bytes sends the encoded files; serving_default sends decoded pixels",
     )
-    parser.add_argument("--model-version", type=int, default=None)
+    parser.add_argument(
+        "--model-version", type=int, default=None, help="version to query (default: the latest)"
+    )
     parser.add_argument(
         "--min-score", type=float, default=0.3, help="print detections scoring at least this"
     )
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for an answer (default {DEFAULT_TIMEOUT:g})",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
