@@ -61,7 +61,8 @@ def test_samples_drawn_where_the_targets_say(shapes):
     from cornernet_tf.config import load_config
     from cornernet_tf.data.browse import browse_samples
 
-    config = load_config(CONFIG, [*shapes, "data.seed=3"])
+    # Deterministic: the same three samples every run (parallel decoding may reorder them).
+    config = load_config(CONFIG, [*shapes, "data.seed=3", "data.deterministic=true"])
     names, samples = browse_samples(config, 3)
     assert names == ["rectangle", "ellipse", "triangle"]
     checked = corners = red = blue = 0
