@@ -11,7 +11,14 @@ from PIL import Image
 from cornernet_tf.cli import main
 from cornernet_tf.config import load_config
 from cornernet_tf.data.info import DatasetInfo
-from cornernet_tf.eval.detect_images import class_names_for, list_images, read_image, unique_stem
+from cornernet_tf.eval.detect_images import (
+    class_names_for,
+    image_ids_for,
+    list_image_sources,
+    list_images,
+    read_image,
+    unique_stem,
+)
 from cornernet_tf.modeling.cornernet import build_model
 
 TINY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "cornernet_tiny.yaml")
@@ -149,6 +156,15 @@ def test_detect_writes_json_png_and_heatmaps(weights, images, tmp_path, capsys):
         sum(len(json.loads((out / f"{s}.json").read_text())["detections"]) for s in ("rgb", "gray"))
         > 0
     )
+
+
+def test_image_ids_follow_coco_file_names(tmp_path):
+    assert image_ids_for(["000000397133", "sub/000000000139"]) == [397133, 139]
+    assert image_ids_for(["000000397133", "dog"]) == [1, 2]  # not all numbers: input order
+    assert image_ids_for(["7", "007"]) == [1, 2]  # the same number twice
+    # an image named like the combined results file does not overwrite it
+    (tmp_path / "detections.png").write_bytes(b"")
+    assert [stem for _, stem in list_image_sources([str(tmp_path)])] == ["detections_2"]
 
 
 def test_class_names_come_from_the_dataset_info_beside_the_weights(tmp_path):
