@@ -11,7 +11,14 @@ from PIL import Image
 from cornernet_tf.cli import main
 from cornernet_tf.config import load_config
 from cornernet_tf.data.info import DatasetInfo
-from cornernet_tf.eval.detect_images import class_names_for, list_images, read_image, unique_stem
+from cornernet_tf.eval.detect_images import (
+    class_names_for,
+    image_ids_for,
+    list_image_sources,
+    list_images,
+    read_image,
+    unique_stem,
+)
 from cornernet_tf.modeling.cornernet import build_model
 
 TINY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "cornernet_tiny.yaml")
@@ -125,16 +132,39 @@ def test_detect_writes_json_png_and_heatmaps(weights, images, tmp_path, capsys):
         scores = [d["score"] for d in record["detections"]]
         assert scores == sorted(scores, reverse=True) and all(s >= 0.05 for s in scores)
         for d in record["detections"]:
-            x1, y1, x2, y2 = d["bbox"]
-            assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h
-            assert d["class_name"] == ["rectangle", "ellipse", "triangle"][d["class"]]
+            x, y, bw, bh = d["bbox"]  # COCO: x y w h
+            assert 0 <= x <= x + bw <= w + 0.01 and 0 <= y <= y + bh <= h + 0.01
+            # no dataset info: category ids 1..3 in the order of the names
+            assert d["class_name"] == ["rectangle", "ellipse", "triangle"][d["category_id"] - 1]
+            assert d["image_id"] == record["image_id"]
         assert Image.open(out / f"{stem}.png").size == (w, h)
         assert Image.open(out / f"{stem}_heatmaps.png").size[1] >= h
     assert not (out / "broken.json").exists()
+    # all images' COCO results together; ids 1.. in the sorted input order (names are not numbers)
+    results = json.loads((out / "detections.json").read_text())
+    ids = {os.path.basename(r["file_name"]): r["image_id"] for r in results}
+    assert set(ids) <= {"deep.png", "gray.jpg", "rgb.png", "rgba.png"}
+    assert all(
+        ids[name] == ["broken.jpg", "deep.png", "gray.jpg", "rgb.png", "rgba.png"].index(name) + 1
+        for name in ids
+    )
+    assert len(results) == sum(
+        len(json.loads((out / f"{s}.json").read_text())["detections"])
+        for s in ("rgb", "gray", "rgba", "deep")
+    )
     assert (
         sum(len(json.loads((out / f"{s}.json").read_text())["detections"]) for s in ("rgb", "gray"))
         > 0
     )
+
+
+def test_image_ids_follow_coco_file_names(tmp_path):
+    assert image_ids_for(["000000397133", "sub/000000000139"]) == [397133, 139]
+    assert image_ids_for(["000000397133", "dog"]) == [1, 2]  # not all numbers: input order
+    assert image_ids_for(["7", "007"]) == [1, 2]  # the same number twice
+    # an image named like the combined results file does not overwrite it
+    (tmp_path / "detections.png").write_bytes(b"")
+    assert [stem for _, stem in list_image_sources([str(tmp_path)])] == ["detections_2"]
 
 
 def test_class_names_come_from_the_dataset_info_beside_the_weights(tmp_path):

@@ -13,9 +13,12 @@ def register(subparsers) -> None:
         "detect",
         help="detect objects in images (JSON + PNG with boxes per image)",
         description=(
-            "Run the test procedure of the config on images or folders of images. Writes <name>.json "
-            "(boxes x1 y1 x2 y2 in pixels, score, class) and <name>.png (boxes drawn) into --out, "
-            "which must not be or contain an input. Files that cannot be decoded are reported and "
+            "Run the test procedure of the config on images or folders of images. Writes into --out "
+            "<name>.json (COCO-style results: category_id = the dataset's category id, bbox = x y "
+            "w h in pixels, score, class_name, image_id), <name>.png (boxes drawn) and "
+            "detections.json (the COCO results of all images, with file_name; image_id is the "
+            "number a file is named, e.g. COCO's 000000397133.jpg, else 1, 2, ... in input order). "
+            "--out must not be or contain an input. Files that cannot be decoded are reported and "
             "skipped."
         ),
     )
@@ -49,8 +52,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--class-names",
         metavar="FILE",
-        help="class names, one per line or a COCO JSON (default: dataset_info.json beside the "
-        "weights, else from the config)",
+        help="class names, one per line or a COCO JSON (whose category ids are then used too; "
+        "default: dataset_info.json beside the weights, else from the config)",
     )
     parser.set_defaults(handler=run)
 
@@ -64,6 +67,7 @@ def run(args) -> int:
         list_image_sources,
     )
     from cornernet_tf.inference.detector import Detector
+    from cornernet_tf.load import category_ids_for
     from cornernet_tf.modeling.cornernet import build_model
     from cornernet_tf.weights import load_weights
 
@@ -80,6 +84,7 @@ def run(args) -> int:
     names = class_names_for(
         config, config.model.num_classes, args.class_names, weights=args.weights
     )
+    category_ids = category_ids_for(config, args.weights, args.class_names)
     detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
     summary = detect_files(
         detector,
@@ -89,6 +94,7 @@ def run(args) -> int:
         args.score_threshold,
         args.heatmaps,
         stems=[stem for _, stem in sources],
+        category_ids=category_ids,
     )
     print(
         f"{len(summary.processed)} images, {summary.num_detections} detections with score >= "

@@ -24,6 +24,8 @@ from cornernet_tf.errors import (
 
 # Extensions picked up when a folder is given (a file named explicitly is always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# The COCO results of all images together (as ``cornernet eval`` names its own).
+RESULTS_STEM = "detections"
 
 
 class ImageReadError(UserError, ValueError):
@@ -56,7 +58,7 @@ def list_image_sources(paths: Sequence[str], recursive: bool = False) -> list[tu
             raise InputNotFoundError(f"image or folder not found: {path}")
     if not sources:
         raise InvalidValueError("no images given")
-    taken: set = set()
+    taken: set = {RESULTS_STEM}  # an image named like the combined results file gets a suffix
     return [(f, unique_name(stem or "image", taken)) for f, stem in sources]
 
 
@@ -147,25 +149,45 @@ def unique_name(stem: str, taken: set) -> str:
     return name
 
 
+def image_ids_for(stems: Sequence[str]) -> list[int]:
+    """COCO image ids for the images: the numbers their base names are (COCO's own files,
+    ``000000397133.jpg`` -> 397133) when every name is a distinct number, else 1, 2, 3... in order."""
+    bases = [os.path.basename(stem) for stem in stems]
+    if bases and all(b.isdigit() for b in bases) and len({int(b) for b in bases}) == len(bases):
+        return [int(b) for b in bases]
+    return list(range(1, len(stems) + 1))
+
+
 def detections_to_json(
-    path: str, image: np.ndarray, dets: dict, class_names: Sequence[str], score_threshold: float
+    path: str,
+    image: np.ndarray,
+    dets: dict,
+    class_names: Sequence[str],
+    score_threshold: float,
+    category_ids: Sequence[int] | None = None,
+    image_id: int = 1,
 ) -> dict:
-    """The per-image JSON: boxes ``[x1, y1, x2, y2]`` in pixels, score, 0-based class and its name."""
+    """The per-image JSON; each detection is a COCO result (``category_id``, ``bbox`` x, y, w, h
+    in pixels, ``score``) plus its ``class_name``. ``category_ids[k]`` is the dataset id of the
+    network's class ``k`` (default ``k + 1``)."""
     rows = []
     for box, score, cls in zip(dets["boxes"], dets["scores"], dets["classes"]):
         if score < score_threshold:
             continue
         cls = int(cls)
+        x1, y1, x2, y2 = (float(v) for v in box)
         rows.append(
             {
-                "bbox": [round(float(v), 2) for v in box],
+                "image_id": int(image_id),
+                "category_id": int(category_ids[cls]) if category_ids is not None else cls + 1,
+                "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
                 "score": round(float(score), 5),
-                "class": cls,
                 "class_name": class_names[cls] if cls < len(class_names) else f"class_{cls}",
             }
         )
     return {
         "image": path,
+        "image_id": int(image_id),
         "height": int(image.shape[0]),
         "width": int(image.shape[1]),
         "score_threshold": score_threshold,
@@ -190,21 +212,26 @@ def detect_files(
     heatmaps: bool = False,
     on_message=print,
     stems: Sequence[str] | None = None,
+    category_ids: Sequence[int] | None = None,
 ) -> DetectSummary:
     """For each file: ``<stem>.json`` and ``<stem>.png`` (boxes drawn) in ``out_dir``, and with
-    ``heatmaps`` ``<stem>_heatmaps.png`` (corner heatmaps over the image, paper Fig. 10).
+    ``heatmaps`` ``<stem>_heatmaps.png`` (corner heatmaps over the image, paper Fig. 10); then
+    ``detections.json``, the COCO results of all images (``image_id`` from :func:`image_ids_for`,
+    ``file_name``, ``category_id``, ``bbox`` x y w h, ``score``).
 
     ``stems`` (one per file, e.g. ``sub/name`` from :func:`list_image_sources`) default to the
-    files' unique base names. A result that would replace its own input file is refused."""
+    files' unique base names. ``category_ids[k]`` is the dataset id of class ``k`` (default
+    ``k + 1``). A result that would replace its own input file is refused."""
     from cornernet_tf.inference.draw import draw_detections, overlay_heatmaps
 
     files = list(files)
     if stems is None:
-        taken: set = set()
+        taken: set = {RESULTS_STEM}
         stems = [unique_stem(path, taken) for path in files]
     os.makedirs(out_dir, exist_ok=True)
     summary = DetectSummary()
-    for path, stem in zip(files, stems):
+    results: list = []
+    for path, stem, image_id in zip(files, stems, image_ids_for(stems)):
         try:
             image, note = read_image(path)
         except ImageReadError as exc:
@@ -214,7 +241,9 @@ def detect_files(
         if note:
             summary.converted.append((path, note))
         dets = detector.detect(image)
-        record = detections_to_json(path, image, dets, class_names, score_threshold)
+        record = detections_to_json(
+            path, image, dets, class_names, score_threshold, category_ids, image_id
+        )
         base = os.path.join(out_dir, stem)
         targets = [f"{base}.json", f"{base}.png"] + ([f"{base}_heatmaps.png"] if heatmaps else [])
         _refuse_overwriting_input(path, targets)
@@ -235,10 +264,17 @@ def detect_files(
             overlay_heatmaps(image, maps["tl"], maps["br"]).save(targets[2])
         summary.processed.append((path, targets[0]))
         summary.num_detections += len(record["detections"])
+        results += [
+            {k: d[k] for k in ("image_id", "category_id", "bbox", "score")} | {"file_name": path}
+            for d in record["detections"]
+        ]
         on_message(
             f"{path}: {len(record['detections'])} detections"
             + (f" (converted {note})" if note else "")
         )
+    if summary.processed:
+        with open(os.path.join(out_dir, f"{RESULTS_STEM}.json"), "w", encoding="utf-8") as fh:
+            json.dump(results, fh)
     return summary
 
 

@@ -46,7 +46,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 PAD_CATEGORY = 0
 
 
-def build_serving_module(
+def serving_detect_fn(
     model,
     test_config,
     category_ids: Sequence[int],
@@ -54,11 +54,10 @@ def build_serving_module(
     mean: Sequence[float],
     std: Sequence[float],
 ):
-    """A ``tf.Module`` with the two serving functions (``serve_images``, ``serve_bytes``).
+    """``images`` uint8 ``[B, H, W, 3]`` → the serving outputs (see the module docstring).
 
-    The model is captured by the functions, not tracked as an attribute: the module tracks the
-    ``tf.Variable`` objects themselves, which keeps the SavedModel free of Keras objects and quick
-    to write.
+    What both signatures run, and what :func:`cornernet_tf.export.keras_model.build_inference_model`
+    wraps as a Keras model.
     """
     import tensorflow as tf
 
@@ -89,6 +88,27 @@ def build_serving_module(
             "detection_classes": tf.gather(lookup, out["classes"] - PAD_CLASS),
             "num_detections": tf.cast(out["num_detections"], tf.float32),
         }
+
+    return detect
+
+
+def build_serving_module(
+    model,
+    test_config,
+    category_ids: Sequence[int],
+    max_detections: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+):
+    """A ``tf.Module`` with the two serving functions (``serve_images``, ``serve_bytes``).
+
+    The model is captured by the functions, not tracked as an attribute: the module tracks the
+    ``tf.Variable`` objects themselves, which keeps the SavedModel free of Keras objects and quick
+    to write.
+    """
+    import tensorflow as tf
+
+    detect = serving_detect_fn(model, test_config, category_ids, max_detections, mean, std)
 
     serve_images = tf.function(
         detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_IMAGES)]

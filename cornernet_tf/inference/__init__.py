@@ -10,6 +10,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "Detector": "cornernet_tf.inference.detector",
+        "Detections": "cornernet_tf.inference.detections",
+        "ImageDetector": "cornernet_tf.inference.image_detector",
         "GraphDetector": "cornernet_tf.inference.graph_detector",
         "detect_images": "cornernet_tf.inference.graph_detector",
     },

@@ -44,6 +44,17 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def label_origin(
+    x1: float, y1: float, label_w: float, label_h: float, width: int, height: int
+) -> tuple[float, float]:
+    """Top-left corner of a box's label: above the box's top-left corner, else just inside it,
+    moved left or up where it would leave the image (boxes at the right or bottom edge)."""
+    y = y1 - label_h if y1 - label_h >= 0 else y1 + 1
+    x = min(x1, width - 1 - label_w)
+    y = min(y, height - 1 - label_h)
+    return max(0.0, x), max(0.0, y)
+
+
 def draw_detections(
     image,
     boxes,
@@ -84,9 +95,9 @@ def draw_detections(
         label = f"{name} {scores[i]:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         tw, th = right - left, bottom - top
-        ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1 + 1  # inside the box at the top border
-        draw.rectangle([x1, ty, x1 + tw + 4, ty + th + 4], fill=colour)
-        draw.text((x1 + 2 - left, ty + 2 - top), label, fill=(0, 0, 0), font=font)
+        lx, ly = label_origin(x1, y1, tw + 4, th + 4, canvas.width, canvas.height)
+        draw.rectangle([lx, ly, lx + tw + 4, ly + th + 4], fill=colour)
+        draw.text((lx + 2 - left, ly + 2 - top), label, fill=(0, 0, 0), font=font)
     return canvas
 
 
