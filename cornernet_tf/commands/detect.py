@@ -57,6 +57,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from cornernet_tf.commands._outputs import prepare_output_dir
+    from cornernet_tf.data.image_scale import scaled_test_config
     from cornernet_tf.eval.detect_images import (
         check_output_apart,
         class_names_for,
@@ -80,7 +81,9 @@ def run(args) -> int:
     names = class_names_for(
         config, config.model.num_classes, args.class_names, weights=args.weights
     )
-    detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
+    detector = Detector(
+        model, scaled_test_config(config), mean=config.data.mean, std=config.data.std
+    )
     summary = detect_files(
         detector,
         [f for f, _ in sources],
