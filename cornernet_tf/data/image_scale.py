@@ -110,7 +110,7 @@ def resolve_data_config(data_config: DataConfig, boxes=None, announce: bool = Tr
     """``data_config`` with ``auto`` replaced by its number (others unchanged), printing it once.
 
     ``boxes``: the training boxes when already loaded; else they are read from the training
-    annotations. Without any (TFRecord, TFDS or no training set) ``auto`` means 1."""
+    annotations. Without any (TFRecord, TFDS or no training set) ``auto`` means 1 (logged only)."""
     if not is_auto(data_config):
         return data_config
     if boxes is None:
@@ -118,8 +118,10 @@ def resolve_data_config(data_config: DataConfig, boxes=None, announce: bool = Tr
     decision = auto_image_scale(
         np.zeros((0, 4)) if boxes is None else boxes, data_config.input_size
     )
-    if announce:
+    if announce and decision.median_side is not None:
         print(decision.describe())
+    else:
+        logger.info("%s", decision.describe())
     resolved = dataclasses.replace(data_config, image_scale=decision.scale)
     if getattr(data_config, "_derived_output_size", False):
         resolved._derived_output_size = True
@@ -134,8 +136,11 @@ def resolve_image_scale(config: Config, announce: bool = True) -> Config:
 
 
 def scaled_test_config(config: Config) -> TestConfig:
-    """``config.test`` with every test scale multiplied by ``data.image_scale``."""
-    factor = numeric_image_scale(resolve_image_scale(config).data)
+    """``config.test`` with every test scale multiplied by ``data.image_scale``.
+
+    A training work directory's config.yaml holds the number; a config still saying ``auto``
+    derives it from its training annotations as training did (logged, not printed)."""
+    factor = numeric_image_scale(resolve_image_scale(config, announce=False).data)
     if factor == 1.0:
         return config.test
     return dataclasses.replace(config.test, scales=[s * factor for s in config.test.scales])
