@@ -136,6 +136,9 @@ class DataConfig:
     val_tfrecords: str | None = None
     class_names: list[str] | None = None  # filled from the dataset when null
     input_size: list[int] = field(default_factory=lambda: [511, 511])  # (height, width)
+    # Photos are used as if resized by this factor, in training crops and at test (test.scales
+    # are multiplied by it); "auto": derived from the training boxes (data/image_scale.py).
+    image_scale: float | str = 1.0
     output_size: list[int] | None = None  # None = ceil(input / model output stride) per axis
     max_objects: int = 128
     gaussian_iou: float = 0.3
@@ -179,6 +182,11 @@ class DataConfig:
         _check(len(self.mean) == 3 and len(self.std) == 3, f"{where}.mean/std need 3 values (RGB)")
         _check(min(self.std) > 0, f"{where}.std must be positive, got {self.std}")
         _check(len(self.rand_scales) >= 1, f"{where}.rand_scales must not be empty")
+        _check(
+            self.image_scale == "auto"
+            or (not isinstance(self.image_scale, str) and self.image_scale > 0),
+            f"{where}.image_scale must be a number > 0 or auto, got {self.image_scale!r}",
+        )
 
     def derived_output_hw(self, output_stride: int) -> tuple[int, int]:
         """The network's map size for ``input_size``: each stride-2 layer pads symmetrically, so

@@ -101,6 +101,7 @@ def load_detector(
     ``detector(image_or_path)`` returns :class:`~cornernet_tf.inference.detections.Detections`;
     a list of images gives a list.
     """
+    from cornernet_tf.data.image_scale import scaled_test_config
     from cornernet_tf.inference.detector import Detector
     from cornernet_tf.inference.image_detector import ImageDetector
     from cornernet_tf.modeling.cornernet import build_model
@@ -136,7 +137,11 @@ def load_detector(
             stacklevel=2,
         )
     detector = Detector(
-        model, cfg.test, mean=cfg.data.mean, std=cfg.data.std, jit_compile=jit_compile
+        model,
+        scaled_test_config(cfg),  # test.scales times data.image_scale
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+        jit_compile=jit_compile,
     )
     return ImageDetector(detector, info, config=cfg)
 

@@ -65,8 +65,19 @@ def register(subparsers) -> None:
         help="validate a COCO-format dataset and print a summary",
         description="Exit status 1 when the dataset cannot be used (or, with --strict, when any problem is found).",
     )
-    check.add_argument("--annotations", required=True, help="COCO JSON file")
+    check.add_argument(
+        "--annotations", required=True, help="COCO JSON file, or a folder of Pascal VOC XML files"
+    )
     check.add_argument("--images", required=True, help="image folder")
+    check.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=(127, 127),
+        help="network input for the data.image_scale auto figure (default 127 127, the custom "
+        "and tiny configs)",
+    )
     check.add_argument(
         "--scan",
         choices=("decode", "header", "none"),
@@ -80,6 +91,21 @@ def register(subparsers) -> None:
         "--json", dest="json_out", default=None, help="also write the report as JSON here"
     )
     check.set_defaults(handler=_check)
+
+    voc = actions.add_parser(
+        "from-voc",
+        help="convert Pascal VOC XML annotations to one COCO JSON file",
+        description=(
+            "Reads every .xml file of --annotations (one per image) and writes the COCO JSON that "
+            "every command reads. Classes in alphabetical order (category ids 1..C); difficult "
+            "objects become iscrowd (ignored in training and evaluation). A folder of VOC XML is "
+            "also accepted directly wherever a COCO JSON file is."
+        ),
+    )
+    voc.add_argument("--annotations", required=True, help="folder of VOC .xml files (or one file)")
+    voc.add_argument("--images", required=True, help="the image folder the XML files describe")
+    voc.add_argument("--out", required=True, help="COCO JSON file to write")
+    voc.set_defaults(handler=_from_voc)
 
     tfr = actions.add_parser(
         "to-tfrecord",
@@ -164,6 +190,7 @@ def _check(args) -> int:
         scan=args.scan,
         max_objects=args.max_objects,
         max_listed=args.max_listed,
+        input_size=args.input_size,
     )
     print(result.text)
     if args.json_out:
@@ -178,6 +205,14 @@ def _check(args) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _from_voc(args) -> int:
+    from cornernet_tf.data.voc_convert import convert_voc
+
+    summary = convert_voc(args.annotations, args.images, args.out)
+    print(summary)
     return 0
 
 

@@ -187,11 +187,14 @@ def _train(config_file: str, workdir: str, data_overrides: list[str], args) -> s
 
 
 def _detect(model, config, weights: str, samples: list[str], out_dir: str) -> None:
+    from cornernet_tf.data.image_scale import scaled_test_config
     from cornernet_tf.eval.detect_images import class_names_for, detect_files
     from cornernet_tf.inference.detector import Detector
 
     names = class_names_for(config, config.model.num_classes, weights=weights)
-    detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
+    detector = Detector(
+        model, scaled_test_config(config), mean=config.data.mean, std=config.data.std
+    )
     summary = detect_files(detector, samples, out_dir, names, SCORE_THRESHOLD, heatmaps=True)
     print(
         f"{len(summary.processed)} images, {summary.num_detections} detections with score >= "

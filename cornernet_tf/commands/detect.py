@@ -60,6 +60,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from cornernet_tf.commands._outputs import prepare_output_dir
+    from cornernet_tf.data.image_scale import scaled_test_config
     from cornernet_tf.eval.detect_images import (
         check_output_apart,
         class_names_for,
@@ -85,7 +86,9 @@ def run(args) -> int:
         config, config.model.num_classes, args.class_names, weights=args.weights
     )
     category_ids = category_ids_for(config, args.weights, args.class_names)
-    detector = Detector(model, config.test, mean=config.data.mean, std=config.data.std)
+    detector = Detector(
+        model, scaled_test_config(config), mean=config.data.mean, std=config.data.std
+    )
     summary = detect_files(
         detector,
         [f for f, _ in sources],

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     )
     add_config_arguments(parser)
     parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("--annotations", help="COCO-format JSON of the evaluation set")
+    parser.add_argument(
+        "--annotations", help="COCO-format JSON (or a folder of VOC XML) of the evaluation set"
+    )
     parser.add_argument("--images", help="folder the JSON's file_name entries are relative to")
     parser.add_argument(
         "--tfds", metavar="NAME", help="a TensorFlow Datasets detection dataset, e.g. coco/2017"

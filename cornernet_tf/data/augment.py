@@ -375,10 +375,9 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     )
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
-    scale, ctx, cty = draw_random_crop(
-        crop_seed, (shape[0], shape[1]), config.rand_scales, config.border
-    )
-    image, boxes = random_crop_with_draws(image, boxes, scale, ctx, cty, config.input_size)
+    view_size, border = crop_view(config)
+    scale, ctx, cty = draw_random_crop(crop_seed, (shape[0], shape[1]), config.rand_scales, border)
+    image, boxes = random_crop_with_draws(image, boxes, scale, ctx, cty, view_size)
     image, boxes = resize_image(image, boxes, config.input_size)
     boxes, classes = clip_detections(boxes, classes, config.input_size)
     if config.flip:
@@ -394,6 +393,19 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     image = photometric(image, config.mean, config.std, order, alphas, light_alpha)
     h, w = (int(v) for v in config.input_size)
     return tf.ensure_shape(image, [h, w, 3]), boxes, classes
+
+
+def crop_view(config: DataConfig):
+    """The random crop's base size and border in original pixels: ``input_size`` and ``border``
+    (the official values) divided by ``data.image_scale``, as if the photo were resized by it first.
+    """
+    from cornernet_tf.data.image_scale import numeric_image_scale
+
+    image_scale = numeric_image_scale(config)
+    if image_scale == 1.0:
+        return config.input_size, config.border
+    view = [float(v) / image_scale for v in config.input_size]
+    return view, int(round(config.border / image_scale))
 
 
 def resize_full_image(image, boxes, classes, input_size: Sequence[int]):

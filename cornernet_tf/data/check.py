@@ -35,8 +35,9 @@ def _bar(n: int, top: int, width: int = 40) -> str:
     return "#" * (int(round(width * n / top)) if top else 0)
 
 
-def summarize(dataset: CocoDataset) -> str:
-    """Images, boxes per class, box-size histogram, objects per image."""
+def summarize(dataset: CocoDataset, input_size: Sequence[int] | None = None) -> str:
+    """Images, boxes per class, box-size histogram, objects per image; with ``input_size``, the
+    ``data.image_scale: auto`` factor these boxes give for that network input."""
     info, records = dataset.info, dataset.records
     classes = np.concatenate([r.classes for r in records]) if records else np.zeros(0, np.int32)
     boxes = np.concatenate([r.boxes for r in records]) if records else np.zeros((0, 4))
@@ -74,6 +75,10 @@ def summarize(dataset: CocoDataset) -> str:
         f"  COCO ranges: small {int((area < 32**2).sum())}, medium {int(((area >= 32**2) & (area < 96**2)).sum())}, "
         f"large {int((area >= 96**2).sum())}"
     )
+    if input_size is not None:
+        from cornernet_tf.data.image_scale import auto_image_scale
+
+        lines += ["", auto_image_scale(boxes, input_size).describe()]
     return "\n".join(lines)
 
 
@@ -84,6 +89,7 @@ def check_dataset(
     max_objects: int = 128,
     class_names: Sequence[str] | None = None,
     max_listed: int = 50,
+    input_size: Sequence[int] | None = None,
 ) -> CheckResult:
     """Load with a full Pillow decode of every image by default, and build the printed summary."""
     report = DatasetReport("check")
@@ -102,7 +108,7 @@ def check_dataset(
             report.problem("bad_json", str(exc).splitlines()[0], file=str(annotations))
         text = f"FATAL: {str(exc).splitlines()[0]}\n\n{report.summary(max_listed)}"
         return CheckResult(None, report, text)
-    text = summarize(dataset) + "\n\n" + report.summary(max_listed)
+    text = summarize(dataset, input_size) + "\n\n" + report.summary(max_listed)
     if report.fatal:
         text = "FATAL problems found\n" + text
     return CheckResult(dataset, report, text)

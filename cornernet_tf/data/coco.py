@@ -59,8 +59,13 @@ class CocoDataset:
 
 
 def read_json(path: str) -> dict:
-    """Load a COCO JSON file with errors that name it."""
+    """Load a COCO JSON file with errors that name it; a folder of Pascal VOC XML files (or one
+    ``.xml`` file) is read into the same COCO-format dict (:mod:`cornernet_tf.data.voc`)."""
     path = os.fspath(path)
+    from cornernet_tf.data.voc import is_voc_source, voc_to_coco
+
+    if is_voc_source(path):
+        return voc_to_coco(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"annotation file not found: {path}")
     with open(path, encoding="utf-8") as fh:

@@ -426,6 +426,11 @@ def build_dataset(
     config = data_config
     seed = _resolve_seed(config)
     source = source or load_source(config, training)
+    if training and isinstance(config.image_scale, str):  # "auto": measure the boxes just loaded
+        from cornernet_tf.data.image_scale import records_boxes, resolve_data_config
+
+        boxes = records_boxes(source.records) if source.records is not None else np.zeros((0, 4))
+        config = resolve_data_config(config, boxes)
     classes = _resolve_num_classes(source.info, model_config, num_classes)
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
 

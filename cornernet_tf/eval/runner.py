@@ -150,6 +150,7 @@ def evaluate(
     writes ``detections.json`` (COCO results) and ``metrics.json``. ``extra`` is copied into
     ``metrics.json`` (e.g. the weights file).
     """
+    from cornernet_tf.data.image_scale import scaled_test_config
     from cornernet_tf.data.pipeline import build_eval_dataset, load_source
     from cornernet_tf.inference.detector import Detector
 
@@ -178,17 +179,18 @@ def evaluate(
         dataset = dataset.take(max_images)
 
     mean, std = tuple(data_config.mean), tuple(data_config.std)
+    test_config = scaled_test_config(config)  # test.scales times data.image_scale
     if oracle:
         from cornernet_tf.eval.oracle import OracleDetector
 
-        detector = OracleDetector(model, oracle, config.test, data_config, num_classes, mean, std)
+        detector = OracleDetector(model, oracle, test_config, data_config, num_classes, mean, std)
     else:
-        detector = Detector(model, config.test, mean=mean, std=std)
+        detector = Detector(model, test_config, mean=mean, std=std)
     corner_predictor = quadrant_eval = None
     if quadrants:
         from cornernet_tf.eval.quadrants import CornerPredictor, QuadrantCornerEvaluator
 
-        corner_predictor = CornerPredictor(model, config.test, mean, std)
+        corner_predictor = CornerPredictor(model, test_config, mean, std)
         quadrant_eval = QuadrantCornerEvaluator(num_classes, data_config.gaussian_iou)
     stream_gt = None if source.kind == "coco" else _StreamGroundTruth(info)
 
@@ -244,7 +246,7 @@ def evaluate(
         "tfds": data_config.tfds_name if source.kind == "tfds" else None,
         "tfrecords": data_config.val_tfrecords if source.kind == "tfrecord" else None,
     }
-    metrics["test"] = dataclasses.asdict(config.test)
+    metrics["test"] = dataclasses.asdict(test_config)
     if quadrant_eval is not None:
         metrics["quadrants"] = quadrant_eval.result()
     if extra:

@@ -207,6 +207,7 @@ def export_saved_model(
     import tensorflow as tf
 
     from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB
+    from cornernet_tf.data.image_scale import scaled_test_config
 
     version = next_version(out_dir) if version is None else int(version)
     if version < 1:
@@ -221,7 +222,8 @@ def export_saved_model(
         shutil.rmtree(version_dir)
     mean = cfg.data.mean if cfg.data.mean else COCO_MEAN_RGB
     std = cfg.data.std if cfg.data.std else COCO_STD_RGB
-    module = build_serving_module(model, cfg.test, info.category_ids, max_detections, mean, std)
+    test_config = scaled_test_config(cfg)  # test.scales times data.image_scale
+    module = build_serving_module(model, test_config, info.category_ids, max_detections, mean, std)
     signatures = {
         SIGNATURE_IMAGES: module.serve_images.get_concrete_function(),
         SIGNATURE_BYTES: module.serve_bytes.get_concrete_function(),
@@ -242,7 +244,7 @@ def export_saved_model(
                 "max_detections": max_detections,
                 "signatures": {SIGNATURE_IMAGES: INPUT_IMAGES, SIGNATURE_BYTES: INPUT_BYTES},
                 "outputs": list(OUTPUT_KEYS),
-                "test": dataclasses.asdict(cfg.test),
+                "test": dataclasses.asdict(test_config),
             },
             fh,
             indent=1,

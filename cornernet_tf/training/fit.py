@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, load_config
+from cornernet_tf.data.image_scale import resolve_image_scale
 from cornernet_tf.losses import loss_weights
 from cornernet_tf.modeling.cornernet import build_model as build_network
 from cornernet_tf.training import callbacks as cb
@@ -169,6 +170,9 @@ def train(
     strategy = make_strategy(t.strategy)
     per_replica_batch_size(t, strategy)  # a clear error before anything is built
     chief = is_chief(strategy)
+    # data.image_scale "auto" becomes a number here, so the saved config.yaml holds it for eval,
+    # detect and export of this work directory.
+    config = resolve_image_scale(config, announce=chief)
     paths = prepare_workdir(workdir, config, write=chief)
     done = _read_summary(paths).get("final_step", 0)
     if done >= t.max_steps and paths.has_training_state():
