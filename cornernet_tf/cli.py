@@ -20,6 +20,7 @@ import sys
 
 import cornernet_tf.commands as commands_pkg
 from cornernet_tf import __version__
+from cornernet_tf.commands._ranges import check_option_ranges
 
 DEBUG_ENV = "CORNERNET_DEBUG"
 DEBUG_HELP = f"show the full traceback of any error (also {DEBUG_ENV}=1)"
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_option_ranges(args)  # numeric options, before any work
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         if debug_requested(args):

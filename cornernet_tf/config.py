@@ -9,6 +9,7 @@ config should never silently train the wrong model.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -19,6 +20,7 @@ from typing import Any, Union
 import yaml
 
 from cornernet_tf.config_files import resolve_config_path
+from cornernet_tf.config_ranges import range_problem
 from cornernet_tf.errors import UserError
 
 # COCO statistics of the official code, given there in BGR order; we keep them in RGB order
@@ -55,7 +57,7 @@ class ConfigError(UserError, ValueError):
 class ModelConfig:
     """The network. Defaults are CornerNet511 (Hourglass-104, docs/method.md §2)."""
 
-    num_classes: int = 80
+    num_classes: int | None = 80  # null = the dataset's category count (data/classes.py)
     backbone: str = "hourglass"  # hourglass | squeeze (CornerNet-Lite style, for TFLite)
     num_stacks: int = 2
     dims: list[int] = field(default_factory=lambda: [256, 256, 384, 384, 384, 512])
@@ -70,7 +72,10 @@ class ModelConfig:
     bn_momentum: float = 0.9  # torch momentum 0.1
 
     def validate(self, where: str = "model") -> None:
-        _check(self.num_classes >= 1, f"{where}.num_classes must be >= 1, got {self.num_classes}")
+        _check(
+            self.num_classes is None or self.num_classes >= 1,
+            f"{where}.num_classes must be >= 1 or null (from the dataset), got {self.num_classes}",
+        )
         _check(self.num_stacks >= 1, f"{where}.num_stacks must be >= 1, got {self.num_stacks}")
         _check(len(self.dims) >= 2, f"{where}.dims needs at least 2 entries, got {self.dims}")
         _check(
@@ -103,6 +108,7 @@ class ModelConfig:
             self.backbone in BACKBONE_OUTPUT_STRIDES,
             f"{where}.backbone must be {'|'.join(BACKBONE_OUTPUT_STRIDES)}, got {self.backbone!r}",
         )
+        check_ranges(self, where)
 
     @property
     def depth(self) -> int:
@@ -187,6 +193,7 @@ class DataConfig:
             or (not isinstance(self.image_scale, str) and self.image_scale > 0),
             f"{where}.image_scale must be a number > 0 or auto, got {self.image_scale!r}",
         )
+        check_ranges(self, where)
 
     def derived_output_hw(self, output_stride: int) -> tuple[int, int]:
         """The network's map size for ``input_size``: each stride-2 layer pads symmetrically, so
@@ -225,7 +232,9 @@ class TrainConfig:
     batch_size: int = 49  # global batch
     max_steps: int = 500_000
     learning_rate: float = 2.5e-4
-    decay_step: int = 450_000  # lr / decay_factor from this step on
+    # lr / decay_factor from this step on: an int is a step, a float in (0, 1] a fraction of
+    # max_steps (the official 450,000 of 500,000 is 0.9), which follows a changed max_steps.
+    decay_step: int | float = 0.9
     decay_factor: float = 10.0
     scale_lr_with_replicas: bool = False  # linear rule relative to base_batch_size when true
     base_batch_size: int = 49
@@ -261,6 +270,19 @@ class TrainConfig:
             f"{where}.mixed_precision must be null|mixed_float16|mixed_bfloat16, got {self.mixed_precision!r}",
         )
         _check(self.steps_per_epoch >= 1, f"{where}.steps_per_epoch must be >= 1")
+        if isinstance(self.decay_step, float):
+            _check(
+                0.0 < self.decay_step <= 1.0,
+                f"{where}.decay_step {self.decay_step} is a float, so a fraction of max_steps: it "
+                "must be in (0, 1]; write a whole number (e.g. 2600) for a step",
+            )
+        else:
+            _check(
+                0 <= self.decay_step <= self.max_steps,
+                f"{where}.decay_step ({self.decay_step}) is beyond {where}.max_steps "
+                f"({self.max_steps}), so the learning rate would never decay; give a step <= "
+                f"max_steps or a fraction of it (e.g. {where}.decay_step=0.9)",
+            )
         _check(
             self.val_ap_images >= 0, f"{where}.val_ap_images must be >= 0, got {self.val_ap_images}"
         )
@@ -268,6 +290,14 @@ class TrainConfig:
             self.backup_every_steps >= 0,
             f"{where}.backup_every_steps must be >= 0, got {self.backup_every_steps}",
         )
+        check_ranges(self, where)
+
+    @property
+    def decay_at(self) -> int:
+        """The step from which the rate is divided: ``decay_step``, or its fraction of max_steps."""
+        if isinstance(self.decay_step, float):
+            return int(round(self.decay_step * self.max_steps))
+        return int(self.decay_step)
 
 
 @dataclass
@@ -305,6 +335,7 @@ class TestConfig:
             f"{where}.nms_algorithm must be exp|linear|hard, got {self.nms_algorithm!r}",
         )
         _check(self.max_per_image >= 1, f"{where}.max_per_image must be >= 1")
+        check_ranges(self, where)
 
 
 @dataclass
@@ -323,6 +354,7 @@ class ExportConfig:
             f"{where}.tflite_quantize must be none|fp16|int8, got {self.tflite_quantize!r}",
         )
         _check(self.max_detections >= 1, f"{where}.max_detections must be >= 1")
+        check_ranges(self, where)
 
 
 @dataclass
@@ -352,6 +384,13 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def check_ranges(section: Any, where: str) -> None:
+    """Every numeric field of ``section`` finite and within its range (config_ranges.RANGES)."""
+    problem = range_problem(section, where)
+    if problem:
+        raise ConfigError(problem)
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -370,7 +409,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in args:
+        # The value's own type first: 1.0 for ``int | float`` stays a float (a fraction).
+        for arg in sorted(args, key=lambda a: a is not type(value)):
             if arg is type(None):
                 continue
             try:
@@ -389,9 +429,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if tp is float:
         if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
-            return float(value)  # PyYAML reads exponents without a dot (1e-3) as strings
+            value = float(value)  # PyYAML reads exponents without a dot (1e-3) as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -437,6 +479,37 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     return cls(**kwargs)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: PyYAML
+    keeps the last value silently, so a doubled ``num_classes:`` would train the wrong model."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *anchor" merges; later keys override by design
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if seen is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {seen})",
+                        key_node.start_mark,
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(stream: Any) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys."""
+    return yaml.load(stream, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+
+
 def _apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
@@ -448,7 +521,7 @@ def _apply_override(tree: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
     try:
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment}: not valid YAML ({_yaml_problem(exc)})") from None
 
@@ -471,7 +544,7 @@ def _read_yaml(path: str, _children: tuple = ()) -> dict:
         raise ConfigError(f"{path} is a folder, not a YAML config file")
     with open(path, encoding="utf-8") as fh:
         try:
-            data = yaml.safe_load(fh) or {}
+            data = _load_yaml(fh) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
         except UnicodeDecodeError as exc:

@@ -27,6 +27,24 @@ class WeightMismatchError(UserError, ValueError):
     """The checkpoint and the model do not describe the same architecture."""
 
 
+class NonFiniteWeightsError(UserError, ValueError):
+    """Weights hold NaN or inf: a model loaded from them would only ever detect nothing."""
+
+
+def check_finite(named_arrays, what: str = "the weights") -> None:
+    """Raise :class:`NonFiniteWeightsError` naming the tensors of ``(name, array)`` pairs that
+    hold NaN or inf (how many values, of how many)."""
+    bad = []
+    for name, array in named_arrays:
+        array = np.asarray(array)
+        if array.dtype.kind in "fc":
+            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if count:
+                bad.append(f"{name} ({count} of {array.size} values)")
+    if bad:
+        raise NonFiniteWeightsError(f"{what} hold NaN or inf: " + _listing("tensors", bad))
+
+
 def _strip_prefix(key: str) -> str:
     return key[len("module.") :] if key.startswith("module.") else key
 
@@ -124,6 +142,7 @@ def load_official_weights(model, state_dict: Mapping[str, np.ndarray]) -> dict:
             "the checkpoint does not match the model configuration; nothing was loaded.\n  "
             + "\n  ".join(parts)
         )
+    check_finite([(key, weights[key]) for key, _, _ in mapping], "the checkpoint's weights")
     for variable, value in converted:
         variable.assign(value.astype(variable.dtype))
     return {

@@ -69,7 +69,7 @@ def load_weights(model, path: str, config_name: str | None = None) -> dict:
 
     ``config_name`` (e.g. the YAML path) only improves the error message. Raises
     :class:`FileNotFoundError` for a missing file and :class:`WeightsError` when the file does
-    not fit the model.
+    not fit the model or holds NaN/inf values (naming the tensors).
     """
     path = os.fspath(path)
     fmt = weights_format(path)
@@ -77,10 +77,16 @@ def load_weights(model, path: str, config_name: str | None = None) -> dict:
         raise FileNotFoundError(f"weights file not found: {path}")
     where = _describe(model, config_name)
     if fmt == "official":
-        from cornernet_tf.convert import load_official_weights, read_official_checkpoint
+        from cornernet_tf.convert import (
+            NonFiniteWeightsError,
+            load_official_weights,
+            read_official_checkpoint,
+        )
 
         try:
             report = load_official_weights(model, read_official_checkpoint(path))
+        except NonFiniteWeightsError as exc:
+            raise WeightsError(f"{path}: {exc}; nothing was loaded") from None
         except (ValueError, KeyError) as exc:
             raise WeightsError(f"{path} does not fit {where}: {exc}") from None
         return {"format": fmt, "path": path, "tensors": report["tensors"]}
@@ -91,6 +97,7 @@ def load_weights(model, path: str, config_name: str | None = None) -> dict:
             raise WeightsError(
                 f"{path} does not fit {where}; was it saved from a model of another config? Keras says: {exc}"
             ) from None
+        _check_finite([(v.path, v.numpy()) for v in model.weights], path)
         return {"format": fmt, "path": path, "tensors": len(model.weights)}
     return _load_keras_model(model, path, where)
 
@@ -125,5 +132,16 @@ def _load_keras_model(model, path: str, where: str) -> dict:
         raise WeightsError(
             f"{path} does not fit {where}: {len(values)} tensors in the file, {len(model.weights)} in the model"
         )
+    _check_finite([(w.path, v) for w, v in zip(saved.weights, values)], path)
     model.set_weights(values)
     return {"format": "keras_model", "path": path, "tensors": len(values)}
+
+
+def _check_finite(named_arrays, path: str) -> None:
+    """NaN or inf weights are refused (a model with them detects nothing, silently)."""
+    from cornernet_tf.convert import NonFiniteWeightsError, check_finite
+
+    try:
+        check_finite(named_arrays)
+    except NonFiniteWeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None

@@ -136,6 +136,6 @@ def test_cli_writes_one_png_per_sample(shapes, tmp_path, capsys):
 def test_cli_rejects_bad_counts(shapes, tmp_path, capsys):
     args = ["data", "browse", "--config", "cornernet_tiny", "--out", str(tmp_path)]
     assert cli_main([*args, "--num-samples", "0"]) == 1
-    assert "--num-samples must be >= 1" in capsys.readouterr().err
+    assert "--num-samples must be in [1, 100000], got 0" in capsys.readouterr().err
     assert cli_main([*args, "--zoom", "0"]) == 1
-    assert "--zoom must be >= 1" in capsys.readouterr().err
+    assert "--zoom must be in [1, 64], got 0" in capsys.readouterr().err

@@ -277,3 +277,200 @@ def test_out_of_range_values_and_wrong_suffixes_are_one_line(
     assert main(argv) == 1
     assert expected in _one_error_line(capsys, command)
     assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- numeric options
+
+
+def _numeric_options(parser, path=()):
+    """(sub-command path, dest) of every int/float option of every (nested) sub-command."""
+    import argparse
+
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _numeric_options(sub, path + (name,))
+        elif action.type in (int, float):
+            found.append((path, action.dest))
+    return found
+
+
+def test_every_numeric_option_of_every_command_has_a_range():
+    from cornernet_tf.cli import build_parser
+    from cornernet_tf.commands._ranges import OPTION_RANGES
+
+    options = _numeric_options(build_parser())
+    assert len(options) >= 20
+    missing = sorted(
+        {(" ".join(path), dest) for path, dest in options if dest not in OPTION_RANGES}
+    )
+    assert not missing, f"numeric options without a rule in commands/_ranges.py: {missing}"
+
+
+def test_every_option_range_refuses_values_outside_it():
+    import argparse
+
+    from cornernet_tf.commands._ranges import OPTION_RANGES, check_option_ranges, option_name
+
+    for dest, rule in OPTION_RANGES.items():
+        low = rule.low if rule.low_open else rule.low - 1
+        for bad in (low, rule.high + 1, float("nan")):
+            with pytest.raises(InvalidValueError, match=f"^{option_name(dest)} must be "):
+                check_option_ranges(argparse.Namespace(**{dest: bad}))
+        check_option_ranges(argparse.Namespace(**{dest: rule.high}))
+
+
+@pytest.mark.parametrize(
+    "argv, command, expected",
+    [
+        (
+            [
+                "export",
+                "--config",
+                TINY,
+                "--weights",
+                NPZ,
+                "--out",
+                "{tmp}/m",
+                "--max-detections",
+                "0",
+            ],
+            "export",
+            "--max-detections must be in [1, 10000], got 0",
+        ),
+        (
+            ["data", "shapes", "--out", "{tmp}/s", "--num-images", "-5"],
+            "data",
+            "--num-images must be in [1, 10000000], got -5",
+        ),
+        (["data", "shapes", "--out", "{tmp}/s", "--size", "64", "0"], "data", "--size"),
+        (
+            [
+                "data",
+                "to-tfrecord",
+                "--annotations",
+                "a",
+                "--images",
+                "i",
+                "--out",
+                "{tmp}/s",
+                "--num-shards",
+                "0",
+            ],
+            "data",
+            "--num-shards",
+        ),
+        (["demo", "--out", "{tmp}/s", "--minutes", "nan"], "demo", "--minutes must be in (0,"),
+        (["demo", "--out", "{tmp}/s", "--steps", "0"], "demo", "--steps must be in [1,"),
+        (["serve-client", "a.png", "--port", "0"], "serve-client", "--port must be in [1, 65535]"),
+        (
+            [
+                "export-tflite",
+                "--config",
+                TINY,
+                "--weights",
+                NPZ,
+                "--out",
+                "{tmp}/m.tflite",
+                "--input-size",
+                "128",
+                "-1",
+            ],
+            "export-tflite",
+            "--input-size must be in [1, 4096], got 128 -1",
+        ),
+    ],
+)
+def test_numeric_options_out_of_range_are_one_line(
+    tmp_path, capsys, no_model_build, argv, command, expected
+):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 1
+    assert expected in _one_error_line(capsys, command)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------- non-finite weights
+
+
+def _npz_with_nan(tmp_path):
+    """The golden official checkpoint with one NaN, and a config it fits."""
+    import numpy as np
+    import yaml
+    from golden import GOLDEN_MODEL_CONFIG
+
+    with np.load(NPZ) as data:
+        arrays = {key: data[key] for key in data.files}
+    key = "pre.0.conv.weight"
+    arrays[key] = arrays[key].copy()
+    arrays[key].flat[3] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, **arrays)
+    config = tmp_path / "golden.yaml"
+    config.write_text(yaml.safe_dump({"name": "golden", "model": dict(GOLDEN_MODEL_CONFIG)}))
+    return str(path), key, str(config)
+
+
+def test_convert_refuses_weights_with_nan(tmp_path, capsys):
+    checkpoint, key, config = _npz_with_nan(tmp_path)
+    out = tmp_path / "w.weights.h5"
+    assert main(["convert", "--config", config, "--official", checkpoint, "--out", str(out)]) == 1
+    line = _one_error_line(capsys, "convert")
+    assert "NaN or inf" in line and f"{key} (1 of 1176 values)" in line
+    assert not out.exists()
+
+
+def test_loading_keras_weights_with_inf_names_the_variable(tmp_path):
+    import numpy as np
+
+    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.weights import WeightsError, load_weights
+
+    micro = dict(  # the smallest hourglass: the test is about the file, not the network
+        num_classes=2,
+        num_stacks=1,
+        dims=[8, 8],
+        modules=[1, 1],
+        stem_dims=[8, 8],
+        cnv_dim=8,
+        pool_dim=8,
+        head_dim=8,
+    )
+    model = build_model(micro)
+    variable = model.weights[5]
+    value = variable.numpy()
+    value.flat[0] = np.inf
+    variable.assign(value)
+    for name in ("inf.weights.h5", "inf.keras"):
+        path = str(tmp_path / name)
+        if name.endswith(".keras"):
+            model.save(path)
+        else:
+            model.save_weights(path)
+        with pytest.raises(WeightsError, match=rf"{path}: .*{variable.path} \(1 of"):
+            load_weights(build_model(micro), path)
+
+
+# --------------------------------------------------------------------------- detect inputs
+
+
+def test_detect_never_writes_over_its_class_names_or_dataset_info(tmp_path, capsys, no_model_build):
+    from PIL import Image
+
+    images, out = tmp_path / "in", tmp_path / "out"
+    images.mkdir()
+    out.mkdir()
+    Image.new("RGB", (32, 24)).save(images / "classes.png")
+    names = out / "classes.json"  # detect would write out/classes.json for classes.png
+    names.write_text('{"categories": [{"id": 1, "name": "a"}]}')
+    args = ["detect", "--config", TINY, str(images), "--out", str(out)]
+    assert main(args + ["--weights", "w.weights.h5", "--class-names", str(names)]) == 1
+    line = _one_error_line(capsys, "detect")
+    assert f"would overwrite the input --class-names {names}" in line
+    # Without --class-names, the dataset info beside the weights is read: not overwritten either.
+    Image.new("RGB", (32, 24)).save(images / "dataset_info.png")
+    (out / "dataset_info.json").write_text('{"class_names": ["a"], "category_ids": [1]}')
+    weights = str(out / "last.weights.h5")
+    assert main(args + ["--weights", weights]) == 1
+    assert "would overwrite the input dataset info" in _one_error_line(capsys, "detect")

@@ -180,6 +180,20 @@ def test_step_decay_follows_the_official_iteration_count():
     assert float(again.learning_rate) == pytest.approx(2.5e-4)  # iterations = 0
 
 
+def test_decay_step_fraction_decays_at_that_share_of_max_steps(tmp_path):
+    config = small_config(tmp_path, max_steps=1500, decay_step=0.8667, learning_rate=2e-3)
+    schedule = build_schedule(config.train)
+    assert schedule.decay_step == 1300  # round(0.8667 * 1500)
+    assert float(schedule(1299)) == pytest.approx(2e-3)
+    assert float(schedule(1300)) == pytest.approx(2e-4)
+    longer = load_config(config, ["train.max_steps=3000"])  # the decay moves with max_steps
+    assert build_schedule(longer.train).decay_step == 2600
+    with pytest.raises(
+        ConfigError, match=r"decay_step \(1600\) is beyond train.max_steps \(1500\)"
+    ):
+        small_config(tmp_path, max_steps=1500, decay_step=1600)
+
+
 def test_linear_learning_rate_rule(tmp_path):
     config = small_config(
         tmp_path, batch_size=8, scale_lr_with_replicas=True, base_batch_size=4, learning_rate=1e-3

@@ -81,7 +81,7 @@ def shapes(tmp_path_factory):
             "seed": 0,
             "shuffle_buffer": 8,
         },
-        "train": {"batch_size": 2, "learning_rate": 1e-3, "decay_step": 1000, "val_ap_images": 0},
+        "train": {"batch_size": 2, "learning_rate": 1e-3, "decay_step": 1.0, "val_ap_images": 0},
     }
     path = out / "config.yaml"
     import yaml

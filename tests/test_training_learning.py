@@ -43,7 +43,7 @@ def test_tiny_config_loss_decreases_on_shapes(tmp_path, capsys):
             "train.max_steps=30",
             "train.steps_per_epoch=10",
             "train.learning_rate=0.002",
-            "train.decay_step=1000",
+            "train.decay_step=1.0",  # a fraction: no decay within this short run
         ],
     )
     with warnings.catch_warnings(record=True) as caught:

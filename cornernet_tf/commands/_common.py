@@ -71,9 +71,16 @@ def print_fixed_size_summary(kind: str, path: str, meta: dict) -> None:
 
 
 def load_config_from_args(args: argparse.Namespace):
+    """The config of ``--config`` and ``--set``; a null ``model.num_classes`` is taken from the
+    dataset info beside ``--weights`` or from the configured data (data/classes.py)."""
     from cornernet_tf.config import load_config
 
-    return load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)
+    if config.model.num_classes is None:
+        from cornernet_tf.data.classes import num_classes_for_weights
+
+        config = num_classes_for_weights(config, getattr(args, "weights", None))
+    return config
 
 
 def add_category_arguments(parser: argparse.ArgumentParser) -> None:

@@ -58,6 +58,28 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def _refuse_overwriting_inputs(args, stems) -> None:
+    """No result file may replace ``--class-names``, ``--weights`` or the dataset info beside
+    the weights (an image called ``classes.png`` would write ``classes.json``)."""
+    import os
+
+    from cornernet_tf.commands._outputs import refuse_overwriting
+    from cornernet_tf.data.info import dataset_info_beside
+
+    suffixes = (".json", ".png") + (("_heatmaps.png",) if args.heatmaps else ())
+    outputs = {
+        f"--out/{stem}{suffix}": os.path.join(args.out, stem + suffix)
+        for stem in stems
+        for suffix in suffixes
+    }
+    inputs = {
+        "--class-names": args.class_names,
+        "--weights": args.weights,
+        "dataset info": None if args.class_names else dataset_info_beside(args.weights),
+    }
+    refuse_overwriting(outputs, inputs)
+
+
 def run(args) -> int:
     from cornernet_tf.commands._outputs import prepare_output_dir
     from cornernet_tf.data.image_scale import scaled_test_config
@@ -78,6 +100,7 @@ def run(args) -> int:
     # one that cannot be written fail at once.
     sources = list_image_sources(args.inputs, recursive=args.recursive)
     check_output_apart(args.out, args.inputs, recursive=args.recursive)
+    _refuse_overwriting_inputs(args, [stem for _, stem in sources])
     prepare_output_dir(args.out)
     config = load_config_from_args(args)
     model = build_model(config.model)

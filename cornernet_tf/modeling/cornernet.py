@@ -16,7 +16,13 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, ModelConfig, load_model_config
+from cornernet_tf.config import (
+    COCO_MEAN_RGB,
+    COCO_STD_RGB,
+    ConfigError,
+    ModelConfig,
+    load_model_config,
+)
 from cornernet_tf.detection.contract import CORNERS, OUTPUT_KEYS
 from cornernet_tf.modeling.backbones import HEAD_KINDS, build_backbone, get_backbone
 from cornernet_tf.modeling.official_names import get_naming
@@ -180,4 +186,10 @@ def build_model(model_config) -> CornerNet:
     The network alone (inference, export, weight conversion); ``cornernet_tf.build_model``
     returns it inside the training task, which adds ``compile``/``fit`` with the CornerNet loss.
     """
-    return CornerNet(load_model_config(model_config))
+    config = load_model_config(model_config)
+    if config.num_classes is None:
+        raise ConfigError(
+            "model.num_classes is null (the dataset's number of categories) and was not resolved: "
+            "train with a dataset, use the training work directory's config.yaml, or set it"
+        )
+    return CornerNet(config)

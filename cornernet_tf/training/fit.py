@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import Config, load_config
+from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data.image_scale import resolve_image_scale
 from cornernet_tf.losses import loss_weights
 from cornernet_tf.modeling.cornernet import build_model as build_network
@@ -83,8 +83,13 @@ def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> Corne
     return task
 
 
-def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: bool):
-    """The training (and validation-loss) datasets; one input pipeline per worker when distributed."""
+def make_datasets(
+    config: Config, strategy: tf.distribute.Strategy, validation: bool, train_source=None
+):
+    """The training (and validation-loss) datasets; one input pipeline per worker when distributed.
+
+    ``train_source`` reuses training annotations already read (see :func:`training_classes`).
+    """
     from cornernet_tf.data.pipeline import build_dataset
 
     batch = config.train.batch_size
@@ -99,6 +104,7 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: 
             batch_size=batch,
             input_context=context,
             model_config=config.model,
+            source=train_source if training else None,
         )
         return ds.repeat() if not training and cycle_validation else ds
 
@@ -108,6 +114,32 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, validation: 
         return strategy.distribute_datasets_from_function(lambda context: one(training, context))
 
     return make(True), (make(False) if validation else None)
+
+
+def training_classes(config: Config, train_dataset=None):
+    """``(config, source)``: ``model.num_classes`` settled against the training data before
+    anything is built or written (null = the dataset's count; a stated number must match it).
+
+    ``source`` is the loaded training data (None when ``train_dataset`` is given), for
+    :func:`make_datasets` to reuse. A given dataset without ``dataset_info`` is not checked.
+    """
+    from cornernet_tf.data.classes import data_source_name, resolve_num_classes
+
+    if train_dataset is not None:
+        info = getattr(train_dataset, "dataset_info", None)
+        if info is None:
+            if config.model.num_classes is None:
+                raise ConfigError(
+                    "model.num_classes is null (the dataset's count), but the given training "
+                    "dataset carries no dataset_info: set model.num_classes"
+                )
+            return config, None
+        return resolve_num_classes(config, info, "the training dataset"), None
+    from cornernet_tf.data.pipeline import load_source
+
+    source = load_source(config.data, training=True)
+    name = data_source_name(config.data, training=True)
+    return resolve_num_classes(config, source.info, name), source
 
 
 def validation_epochs(epochs: int, every: int) -> list[int]:
@@ -160,8 +192,9 @@ def train(
         validation loss.
 
     Raises:
-      ConfigError: bad config, batch that does not divide across replicas, or a work directory
-        holding another model's checkpoints.
+      ConfigError: bad config, batch that does not divide across replicas, a work directory
+        holding another model's checkpoints, or a model.num_classes other than the training
+        data's number of categories (before anything is built or written).
       NonFiniteLossError: the loss or the gradients became NaN/inf; the error names the step
         and the image ids of its batch, and ``error.checkpoint`` holds the weights from before it.
     """
@@ -169,6 +202,8 @@ def train(
     t = config.train
     strategy = make_strategy(t.strategy)
     per_replica_batch_size(t, strategy)  # a clear error before anything is built
+    # The number of classes is settled (and saved in config.yaml) before the workdir is touched.
+    config, train_source = training_classes(config, train_dataset)
     chief = is_chief(strategy)
     # data.image_scale "auto" becomes a number here, so the saved config.yaml holds it for eval,
     # detect and export of this work directory.
@@ -193,7 +228,7 @@ def train(
         model = build_and_compile(config, strategy)
         if train_dataset is None:
             train_dataset, configured_val = make_datasets(
-                config, strategy, has_validation_data(config)
+                config, strategy, has_validation_data(config), train_source
             )
             val_dataset = val_dataset if val_dataset is not None else configured_val
             if chief:

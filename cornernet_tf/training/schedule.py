@@ -59,4 +59,5 @@ def effective_learning_rate(train: TrainConfig) -> float:
 
 
 def build_schedule(train: TrainConfig) -> StepDecay:
-    return StepDecay(effective_learning_rate(train), train.decay_step, train.decay_factor)
+    """The step decay of ``train``; a fractional ``decay_step`` becomes that share of max_steps."""
+    return StepDecay(effective_learning_rate(train), train.decay_at, train.decay_factor)
