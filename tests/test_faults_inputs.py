@@ -1,0 +1,389 @@
+"""Fault suite, inputs: corrupt TFRecords never end a run; no image can take unbounded memory.
+
+* A truncated shard, a corrupt record (CRC) and a record that is not a ``tf.train.Example`` are
+  skipped and named with their shard and record index, once however many epochs reach them.
+* An image whose header declares more than ``MAX_INPUT_PIXELS`` is refused before decoding by the
+  Detector, ``cornernet detect`` (the folder run goes on), the data pipeline (hence eval), both
+  signatures of the exported SavedModel, and the serving stand-in (a 28-byte TensorProto declaring
+  ``[1, 20000, 20000, 3]``). Images are crafted at test time: a header is enough to be refused.
+* An image over ``MAX_NETWORK_SIDE`` is downscaled for the network and its boxes mapped back.
+"""
+
+import io
+import json
+import logging
+import struct
+import zlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from cornernet_tf.config import DataConfig, load_config
+from cornernet_tf.data import build_dataset, build_eval_dataset, load_coco, load_source, tfrecord
+from cornernet_tf.data.pixel_limit import (
+    MAX_INPUT_PIXELS,
+    ImageTooLargeError,
+    graph_image_size,
+    header_size,
+)
+from cornernet_tf.data.shapes import generate_shapes
+from cornernet_tf.eval.detect_images import ImageReadError, detect_files, read_image
+
+CONFIG = "configs/cornernet_tiny.yaml"
+SMALL = [
+    "model.dims=[16,16,16]",
+    "model.modules=[1,1,1]",
+    "model.stem_dims=[8,16]",
+    "model.cnv_dim=16",
+    "model.pool_dim=8",
+    "model.head_dim=8",
+    "model.corner_pool_impl=tf",
+]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A 45-byte PNG (signature, IHDR, IEND) declaring ``width x height`` RGB pixels."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header (SOF0) is patched to declare ``width x height``."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def encoded(array: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ header sizes
+
+
+@pytest.mark.parametrize(
+    "fmt, kw",
+    [
+        ("PNG", {}),
+        ("JPEG", {}),
+        ("JPEG", {"progressive": True}),
+        ("GIF", {}),
+        ("BMP", {}),
+        ("WEBP", {"lossless": True}),
+        ("WEBP", {"quality": 80}),
+    ],
+)
+def test_header_size_in_python_and_in_the_graph_equals_the_decoded_size(fmt, kw):
+    pixels = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    data = encoded(pixels, fmt, **kw)
+    decoded = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+    assert header_size(data) == (decoded[1], decoded[0]) == (53, 37)
+    assert graph_image_size(tf.constant(data)).numpy().tolist() == [37, 53]
+
+
+def test_crafted_headers_declare_their_size_in_a_few_bytes():
+    assert len(png_header(20000, 20000)) == 45
+    assert header_size(png_header(20000, 20000)) == (20000, 20000)
+    assert header_size(jpeg_declaring(20000, 19999)) == (20000, 19999)
+    assert graph_image_size(tf.constant(jpeg_declaring(20000, 19999))).numpy().tolist() == [
+        19999,
+        20000,
+    ]
+    assert header_size(b"not an image") is None
+
+
+# ------------------------------------------------------------------------------ corrupt records
+
+
+@pytest.fixture(scope="module")
+def broken_shards(tmp_path_factory):
+    """Three shards of a 9-image dataset: shard 0 truncated in its last record, shard 1 with a
+    corrupt payload in record 1, shard 2 with a non-Example record 1 and undecodable image bytes
+    in record 2. Returns (prefix, images ids expected to survive, {shard: path})."""
+    root = tmp_path_factory.mktemp("broken")
+    out = generate_shapes(str(root / "shapes"), 9, seed=2, size=(48, 56), image_format="png")
+    ds = load_coco(out["train"], root / "shapes" / "train" / "images")
+    prefix = str(root / "records" / "train")
+    paths = tfrecord.write_shards(ds.records, ds.info, prefix, num_shards=3)
+    ids = [[r.image_id for r in ds.records[i * 3 : i * 3 + 3]] for i in range(3)]
+    data = [open(p, "rb").read() for p in paths]
+    # Shard 0: cut in the middle of its last record.
+    open(paths[0], "wb").write(data[0][: len(data[0]) - 40])
+    # Shard 1: flip a payload byte of record 1 (its CRC no longer matches).
+    records = [r.numpy() for r in tf.data.TFRecordDataset(paths[1])]
+    flipped = bytearray(data[1])
+    flipped[(len(records[0]) + 16) + 12 + 30] ^= 0xFF
+    open(paths[1], "wb").write(bytes(flipped))
+    # Shard 2: record 1 is no Example, record 2 holds bytes no decoder reads.
+    good = [r.numpy() for r in tf.data.TFRecordDataset(paths[2])]
+    bad_image = tfrecord.serialize_example(ds.records[8], b"\x89PNG but nothing else")
+    with tf.io.TFRecordWriter(paths[2]) as writer:
+        for record in (good[0], b"\x08\x01garbage that is not a tf.train.Example", bad_image):
+            writer.write(record)
+    survivors = set(ids[0][:2]) | set(ids[1][:1]) | {ids[2][0]}
+    return prefix, survivors, paths
+
+
+def test_corrupt_shards_and_records_are_skipped_named_once_and_training_goes_on(
+    broken_shards, caplog
+):
+    prefix, survivors, paths = broken_shards
+    config = DataConfig(
+        train_tfrecords=prefix + "-*.tfrecord",
+        input_size=[31, 31],
+        border=8,
+        seed=5,
+        deterministic=True,
+        num_parallel_calls=2,
+    )
+    source = load_source(config, training=True)
+    with caplog.at_level(logging.WARNING, logger="cornernet_tf.data"):
+        ds = build_dataset(config, training=True, batch_size=2, source=source)
+        ids = np.concatenate([t["image_id"].numpy() for _, t in ds.take(6)])  # 3 epochs of 4
+    assert set(ids.tolist()) == survivors
+    report = source.report
+    cuts = {p.file: p.message for p in report.problems_of("bad_shard")}
+    assert set(cuts) == {paths[0], paths[1]}
+    assert cuts[paths[0]].startswith("record 2 is truncated or corrupt")
+    assert cuts[paths[1]].startswith("record 1 is truncated or corrupt")
+    assert [p.file for p in report.problems_of("bad_record")] == [f"{paths[2]} record 1"]
+    undecodable = report.problems_of("undecodable")
+    assert len(undecodable) == 1 and undecodable[0].file.startswith(f"{paths[2]} record 2 (")
+    assert "cannot be decoded" in undecodable[0].message
+    # Each reported once (one warning line) although three epochs met it.
+    assert (
+        report.counts["runtime_shards_cut"] == 2
+        and report.counts["runtime_shards_cut_repeats"] >= 4
+    )
+    assert report.counts["runtime_records_skipped"] == 1
+    assert report.counts["runtime_images_skipped"] == 1
+    assert report.counts["runtime_images_skipped_repeats"] >= 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name in (paths[0], paths[1], f"{paths[2]} record 1", f"{paths[2]} record 2"):
+        assert sum(name in w for w in warnings) == 1, name
+    assert "runtime_shards_cut" in json.dumps(report.to_dict())
+    assert "TFRecord shards cut short" in report.summary()
+
+
+def test_decode_failure_is_reported_once_over_two_epochs(tmp_path, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((20, 24, 3), 40 * k, np.uint8)).save(images / f"ok{k}.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing usable")
+    names = ["ok0.png", "ok1.png", "ok2.png", "broken.png"]
+    annotations = tmp_path / "a.json"
+    annotations.write_text(
+        json.dumps(
+            {
+                "images": [{"id": i + 1, "file_name": n} for i, n in enumerate(names)],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
+    config = DataConfig(
+        train_annotations=str(annotations),
+        train_images=str(images),
+        input_size=[15, 15],
+        border=4,
+        seed=1,
+        deterministic=True,
+        num_parallel_calls=1,
+    )
+    source = load_source(config, training=True, scan="none")
+    with caplog.at_level(logging.WARNING, logger="cornernet_tf.data"):
+        ds = build_dataset(config, training=True, batch_size=3, source=source)
+        list(ds.take(3))  # 9 images: three epochs of the 3 readable ones
+    assert source.report.counts["runtime_images_skipped"] == 1
+    assert source.report.counts["runtime_images_skipped_repeats"] >= 2
+    assert len(source.report.problems_of("undecodable")) == 1
+    lines = [r.getMessage() for r in caplog.records if "broken.png" in r.getMessage()]
+    assert len(lines) == 1
+
+
+# ------------------------------------------------------------------------------ oversized images
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from cornernet_tf.modeling.cornernet import build_model
+
+    keras.utils.set_random_seed(0)
+    config = load_config(CONFIG, SMALL)
+    model = build_model(config.model)
+    for stack in model.stacks:  # zero embeddings: every valid corner pair is a detection
+        for corner in ("tl", "br"):
+            for var in stack[f"{corner}_tag"].out.weights:
+                var.assign(np.zeros(var.shape, np.float32))
+    return model, config
+
+
+@pytest.fixture(scope="module")
+def oversized_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("oversized")
+    (root / "huge.png").write_bytes(png_header(20000, 20000))
+    (root / "huge.jpg").write_bytes(jpeg_declaring(20000, 20000))
+    rng = np.random.default_rng(4)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(root / name)
+    return root
+
+
+def test_detector_and_detect_refuse_oversized_images_and_go_on(small_model, oversized_files):
+    from cornernet_tf.inference.detector import Detector
+
+    model, config = small_model
+    detector = Detector(model, config.test)
+    with pytest.raises(ImageTooLargeError, match="20000x20000 = 400.0 megapixels"):
+        # A zero-stride view: the check needs the shape only, nothing is copied.
+        detector.detect(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (20000, 20000, 3)))
+    for name in ("huge.png", "huge.jpg"):
+        with pytest.raises(ImageReadError, match="over the limit .*MAX_INPUT_PIXELS") as info:
+            read_image(str(oversized_files / name))
+        assert "\n" not in str(info.value) and name in str(info.value)
+    messages = []
+    files = [str(oversized_files / n) for n in ("a.png", "huge.png", "huge.jpg", "b.png")]
+    summary = detect_files(
+        detector, files, str(oversized_files / "out"), ["x"] * 3, on_message=messages.append
+    )
+    assert [p for p, _ in summary.processed] == [files[0], files[3]]
+    assert [p for p, _ in summary.skipped] == files[1:3]
+    assert sum("megapixels" in m for m in messages) == 2
+
+
+def test_data_pipeline_and_eval_refuse_oversized_images(oversized_files, tmp_path):
+    names = ["a.png", "huge.png", "huge.jpg", "b.png"]
+    annotations = tmp_path / "a.json"
+    annotations.write_text(
+        json.dumps(
+            {
+                "images": [{"id": i + 1, "file_name": n} for i, n in enumerate(names)],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
+    # Load time: the header scan drops them, named, without decoding.
+    loaded = load_coco(annotations, oversized_files, scan="header")
+    assert sorted(r.file_name for r in loaded.records) == ["a.png", "b.png"]
+    assert loaded.report.counts["images_too_large"] == 2
+    assert all("megapixels" in p.message for p in loaded.report.problems_of("too_large"))
+    # No scan (or a file that changed): the in-graph check skips them before decoding.
+    config = DataConfig(val_annotations=str(annotations), val_images=str(oversized_files))
+    source = load_source(config, training=False, scan="none")
+    out = list(build_eval_dataset(config, resize=False, source=source).as_numpy_iterator())
+    assert sorted(int(x["image_id"]) for x in out) == [1, 4]
+    skipped = source.report.problems_of("undecodable")
+    assert sorted(p.file.split("/")[-1] for p in skipped) == ["huge.jpg", "huge.png"]
+    assert all("400.0 megapixels is over the limit" in p.message for p in skipped)
+
+
+@pytest.fixture(scope="module")
+def exported(small_model, tmp_path_factory):
+    from cornernet_tf.export.saved_model import export_saved_model
+
+    model, config = small_model
+    out = tmp_path_factory.mktemp("export") / "model"
+    version_dir = export_saved_model(model, config=config, out_dir=str(out), warmup=False)
+    return str(out), tf.saved_model.load(version_dir)
+
+
+def test_saved_model_refuses_oversized_images_in_both_signatures(exported):
+    _, loaded = exported
+    by_bytes = loaded.signatures["serving_bytes"]
+    by_pixels = loaded.signatures["serving_default"]
+    for data in (png_header(20000, 20000), jpeg_declaring(20000, 20000)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+            by_bytes(image_bytes=tf.constant([data]))
+    side = int(np.ceil(np.sqrt(MAX_INPUT_PIXELS + 1)))  # 8193 x 8193: just over, 201 MB
+    with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+        by_pixels(images=tf.zeros([1, side, side, 3], tf.uint8))
+    ok = by_bytes(image_bytes=tf.constant([encoded(np.full((30, 40, 3), 9, np.uint8), "PNG")]))
+    assert ok["detection_boxes"].shape[0] == 1
+
+
+def test_saved_model_downscales_a_long_image_and_keeps_normalised_boxes(exported):
+    from cornernet_tf.data.pixel_limit import MAX_NETWORK_SIDE
+
+    _, loaded = exported
+    serve = loaded.signatures["serving_default"]
+    rng = np.random.default_rng(1)
+    long = rng.integers(0, 255, (1, 40, MAX_NETWORK_SIDE + 100, 3), np.uint8)
+    small_hw = [round(40 * MAX_NETWORK_SIDE / long.shape[2]), MAX_NETWORK_SIDE]
+    reference = tf.image.resize(long, small_hw, method="bilinear", antialias=True)
+    reference = tf.cast(tf.clip_by_value(tf.round(reference), 0, 255), tf.uint8)
+    got, want = serve(images=tf.constant(long)), serve(images=reference)
+    np.testing.assert_allclose(got["detection_boxes"], want["detection_boxes"], atol=1e-6)
+    np.testing.assert_array_equal(got["detection_scores"], want["detection_scores"])
+
+
+def test_serving_stand_in_refuses_a_tiny_proto_declaring_a_huge_tensor(exported):
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from cornernet_tf.serving.server import ServedModel, serve_in_process
+
+    base, _ = exported
+    server, port = serve_in_process(ServedModel(base, "cornernet"))
+    try:
+        shape = tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (1, 20000, 20000, 3)]
+        )
+        bomb = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape, int_val=[7])
+        assert len(bomb.SerializeToString()) <= 28
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "cornernet"
+        request.inputs["images"].CopyFrom(bomb)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request, timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "declared shape [1, 20000, 20000, 3]" in info.value.details()
+        # Still serving.
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 24, 32, 3), np.uint8)))
+        reply = stub.Predict(request, timeout=60)
+        assert list(reply.outputs["detection_boxes"].tensor_shape.dim)[0].size == 1
+        channel.close()
+    finally:
+        server.stop(None)
+
+
+def test_large_image_is_downscaled_and_boxes_map_back(small_model):
+    from cornernet_tf.detection.finalise import finalise as finalise_rows
+    from cornernet_tf.inference.detector import Detector
+
+    def finalise(boxes, rows, test_config):
+        return finalise_rows(np.concatenate([boxes, rows[:, 4:]], axis=1), test_config)
+
+    model, config = small_model
+    detector = Detector(model, config.test, max_side=64)
+    rng = np.random.default_rng(6)
+    big = rng.integers(0, 255, (75, 150, 3), np.uint8)
+    small = np.asarray(Image.fromarray(big).resize((64, 32), Image.Resampling.BILINEAR))
+    factors = np.array([150 / 64, 75 / 32, 150 / 64, 75 / 32])
+    rows, small_rows = detector.raw_detections(big), detector.raw_detections(small)
+    assert len(small_rows) > 0
+    np.testing.assert_array_equal(rows[:, 4:], small_rows[:, 4:])  # scores, classes...
+    np.testing.assert_allclose(rows[:, :4], small_rows[:, :4] * factors, rtol=1e-6)
+    assert rows[:, 2].max() > 64  # in the original's pixels, beyond the network's image
+    # Soft-NMS then runs on the original's pixels.
+    expected = finalise(small_rows[:, :4] * factors, small_rows, config.test)
+    got = detector.detect(big)
+    np.testing.assert_allclose(got["boxes"], expected["boxes"], rtol=1e-6)
+    np.testing.assert_array_equal(got["scores"], expected["scores"])
