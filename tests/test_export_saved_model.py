@@ -323,3 +323,41 @@ def test_category_ids_come_from_the_first_source_that_has_them(tmp_path):
 
     with pytest.raises(ConfigError, match="num_classes"):
         resolve_dataset_info(config, category_ids=[1, 2])
+
+
+def test_oversized_images_are_refused_in_both_signatures(exported):
+    """More than MAX_INPUT_PIXELS: INVALID_ARGUMENT from the header (bytes) or the shape (pixels),
+    before anything is decoded or run; a normal image still works afterwards."""
+    import tensorflow as tf
+    from crafted_images import encoded, jpeg_declaring, png_header
+
+    from cornernet_tf.data.pixel_limit import MAX_INPUT_PIXELS
+
+    loaded = tf.saved_model.load(exported["version_dir"])
+    by_bytes = loaded.signatures["serving_bytes"]
+    by_pixels = loaded.signatures["serving_default"]
+    for data in (png_header(20000, 20000), jpeg_declaring(20000, 20000)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+            by_bytes(image_bytes=tf.constant([data]))
+    side = int(np.ceil(np.sqrt(MAX_INPUT_PIXELS + 1)))  # 8193 x 8193: just over, 201 MB
+    with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+        by_pixels(images=tf.zeros([1, side, side, 3], tf.uint8))
+    ok = by_bytes(image_bytes=tf.constant([encoded(np.full((30, 40, 3), 9, np.uint8), "PNG")]))
+    assert ok["detection_boxes"].shape[0] == 1
+
+
+def test_a_long_image_is_downscaled_in_the_graph_with_the_same_normalised_boxes(exported):
+    import tensorflow as tf
+
+    from cornernet_tf.data.pixel_limit import MAX_NETWORK_SIDE
+
+    serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
+    rng = np.random.default_rng(1)
+    long = rng.integers(0, 255, (1, 40, MAX_NETWORK_SIDE + 100, 3), np.uint8)
+    small_hw = [round(40 * MAX_NETWORK_SIDE / long.shape[2]), MAX_NETWORK_SIDE]
+    reference = tf.image.resize(long, small_hw, method="bilinear", antialias=True)
+    reference = tf.cast(tf.clip_by_value(tf.round(reference), 0, 255), tf.uint8)
+    got, want = serve(images=tf.constant(long)), serve(images=reference)
+    assert want["num_detections"][0] > 0
+    np.testing.assert_allclose(got["detection_boxes"], want["detection_boxes"], atol=1e-6)
+    np.testing.assert_array_equal(got["detection_scores"], want["detection_scores"])

@@ -3,28 +3,26 @@
 * A truncated shard, a corrupt record (CRC) and a record that is not a ``tf.train.Example`` are
   skipped and named with their shard and record index, once however many epochs reach them.
 * An image whose header declares more than ``MAX_INPUT_PIXELS`` is refused before decoding by the
-  Detector, ``cornernet detect`` (the folder run goes on), the data pipeline (hence eval), both
-  signatures of the exported SavedModel, and the serving stand-in (a 28-byte TensorProto declaring
-  ``[1, 20000, 20000, 3]``). Images are crafted at test time: a header is enough to be refused.
+  Detector, ``cornernet detect`` (the folder run goes on) and the data pipeline (hence eval).
+  Images are crafted at test time (``crafted_images.py``): a header is enough to be refused. The
+  exported SavedModel's and the serving stand-in's checks are tested with their export fixtures
+  (``test_export_saved_model.py``, ``test_serving.py``).
 * An image over ``MAX_NETWORK_SIDE`` is downscaled for the network and its boxes mapped back.
 """
 
-import io
 import json
 import logging
-import struct
-import zlib
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from crafted_images import encoded, jpeg_declaring, png_header
 from PIL import Image
 
 from cornernet_tf.config import DataConfig, load_config
 from cornernet_tf.data import build_dataset, build_eval_dataset, load_coco, load_source, tfrecord
 from cornernet_tf.data.pixel_limit import (
-    MAX_INPUT_PIXELS,
     ImageTooLargeError,
     graph_image_size,
     header_size,
@@ -42,33 +40,6 @@ SMALL = [
     "model.head_dim=8",
     "model.corner_pool_impl=tf",
 ]
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A 45-byte PNG (signature, IHDR, IEND) declaring ``width x height`` RGB pixels."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + payload))
-        return struct.pack(">I", len(payload)) + kind + payload + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
-def jpeg_declaring(width: int, height: int) -> bytes:
-    """A real 16x16 JPEG whose frame header (SOF0) is patched to declare ``width x height``."""
-    buf = io.BytesIO()
-    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buf, "JPEG")
-    data = bytearray(buf.getvalue())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def encoded(array: np.ndarray, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------ header sizes
@@ -292,78 +263,6 @@ def test_data_pipeline_and_eval_refuse_oversized_images(oversized_files, tmp_pat
     assert all("400.0 megapixels is over the limit" in p.message for p in skipped)
 
 
-@pytest.fixture(scope="module")
-def exported(small_model, tmp_path_factory):
-    from cornernet_tf.export.saved_model import export_saved_model
-
-    model, config = small_model
-    out = tmp_path_factory.mktemp("export") / "model"
-    version_dir = export_saved_model(model, config=config, out_dir=str(out), warmup=False)
-    return str(out), tf.saved_model.load(version_dir)
-
-
-def test_saved_model_refuses_oversized_images_in_both_signatures(exported):
-    _, loaded = exported
-    by_bytes = loaded.signatures["serving_bytes"]
-    by_pixels = loaded.signatures["serving_default"]
-    for data in (png_header(20000, 20000), jpeg_declaring(20000, 20000)):
-        with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
-            by_bytes(image_bytes=tf.constant([data]))
-    side = int(np.ceil(np.sqrt(MAX_INPUT_PIXELS + 1)))  # 8193 x 8193: just over, 201 MB
-    with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
-        by_pixels(images=tf.zeros([1, side, side, 3], tf.uint8))
-    ok = by_bytes(image_bytes=tf.constant([encoded(np.full((30, 40, 3), 9, np.uint8), "PNG")]))
-    assert ok["detection_boxes"].shape[0] == 1
-
-
-def test_saved_model_downscales_a_long_image_and_keeps_normalised_boxes(exported):
-    from cornernet_tf.data.pixel_limit import MAX_NETWORK_SIDE
-
-    _, loaded = exported
-    serve = loaded.signatures["serving_default"]
-    rng = np.random.default_rng(1)
-    long = rng.integers(0, 255, (1, 40, MAX_NETWORK_SIDE + 100, 3), np.uint8)
-    small_hw = [round(40 * MAX_NETWORK_SIDE / long.shape[2]), MAX_NETWORK_SIDE]
-    reference = tf.image.resize(long, small_hw, method="bilinear", antialias=True)
-    reference = tf.cast(tf.clip_by_value(tf.round(reference), 0, 255), tf.uint8)
-    got, want = serve(images=tf.constant(long)), serve(images=reference)
-    np.testing.assert_allclose(got["detection_boxes"], want["detection_boxes"], atol=1e-6)
-    np.testing.assert_array_equal(got["detection_scores"], want["detection_scores"])
-
-
-def test_serving_stand_in_refuses_a_tiny_proto_declaring_a_huge_tensor(exported):
-    import grpc
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    from cornernet_tf.serving.server import ServedModel, serve_in_process
-
-    base, _ = exported
-    server, port = serve_in_process(ServedModel(base, "cornernet"))
-    try:
-        shape = tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (1, 20000, 20000, 3)]
-        )
-        bomb = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape, int_val=[7])
-        assert len(bomb.SerializeToString()) <= 28
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "cornernet"
-        request.inputs["images"].CopyFrom(bomb)
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Predict(request, timeout=60)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "declared shape [1, 20000, 20000, 3]" in info.value.details()
-        # Still serving.
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 24, 32, 3), np.uint8)))
-        reply = stub.Predict(request, timeout=60)
-        assert list(reply.outputs["detection_boxes"].tensor_shape.dim)[0].size == 1
-        channel.close()
-    finally:
-        server.stop(None)
-
-
 def test_large_image_is_downscaled_and_boxes_map_back(small_model):
     from cornernet_tf.detection.finalise import finalise as finalise_rows
     from cornernet_tf.inference.detector import Detector
@@ -387,3 +286,29 @@ def test_large_image_is_downscaled_and_boxes_map_back(small_model):
     got = detector.detect(big)
     np.testing.assert_allclose(got["boxes"], expected["boxes"], rtol=1e-6)
     np.testing.assert_array_equal(got["scores"], expected["scores"])
+
+
+def test_tfds_shortfall_from_a_corrupt_shard_is_reported_once(tmp_path, caplog):
+    """TFDS reads its shards itself: a truncated one ends early (ignore_errors) and the missing
+    examples are reported once per run, not per pass."""
+    from cornernet_tf.data.report import DatasetReport
+    from cornernet_tf.data.tfds import report_lost_examples
+
+    path = str(tmp_path / "coco-train.tfrecord-00000-of-00001")
+    with tf.io.TFRecordWriter(path) as writer:
+        for k in range(5):
+            writer.write(b"example %d" % k)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-10])  # the last record is cut
+    ds = tf.data.TFRecordDataset(path).ignore_errors().map(lambda r: {"image": r})
+    report = DatasetReport("tfds")
+    with caplog.at_level(logging.WARNING, logger="cornernet_tf.data"):
+        got = [
+            x["image"].numpy() for x in report_lost_examples(ds, 5, "coco train", report).repeat(2)
+        ]
+    assert got == [b"example %d" % k for k in range(4)] * 2
+    assert report.counts["runtime_tfds_examples_lost"] == 1
+    assert [p.message for p in report.problems_of("bad_shard")] == [
+        "1 of 5 examples could not be read (corrupt shard)"
+    ]
+    assert sum("coco train" in r.getMessage() for r in caplog.records) == 1
