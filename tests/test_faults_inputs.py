@@ -1,7 +1,9 @@
 """Fault suite, inputs: corrupt TFRecords never end a run; no image can take unbounded memory.
 
-* A truncated shard, a corrupt record (CRC) and a record that is not a ``tf.train.Example`` are
-  skipped and named with their shard and record index, once however many epochs reach them.
+* A truncated shard, a corrupt record (CRC), a record that is not a ``tf.train.Example`` and an
+  image that fails to decode are skipped and named with their shard and record index, once
+  however many epochs reach them (a COCO-folder image that fails to decode is covered by
+  ``test_data_bad_input.py``).
 * An image whose header declares more than ``MAX_INPUT_PIXELS`` is refused before decoding by the
   Detector, ``cornernet detect`` (the folder run goes on) and the data pipeline (hence eval).
   Images are crafted at test time (``crafted_images.py``): a header is enough to be refused. The
@@ -131,6 +133,7 @@ def test_corrupt_shards_and_records_are_skipped_named_once_and_training_goes_on(
     assert cuts[paths[0]].startswith("record 2 is truncated or corrupt")
     assert cuts[paths[1]].startswith("record 1 is truncated or corrupt")
     assert [p.file for p in report.problems_of("bad_record")] == [f"{paths[2]} record 1"]
+    # The image that fails to decode: one problem, one count, one line over three epochs.
     undecodable = report.problems_of("undecodable")
     assert len(undecodable) == 1 and undecodable[0].file.startswith(f"{paths[2]} record 2 (")
     assert "cannot be decoded" in undecodable[0].message
@@ -147,43 +150,6 @@ def test_corrupt_shards_and_records_are_skipped_named_once_and_training_goes_on(
         assert sum(name in w for w in warnings) == 1, name
     assert "runtime_shards_cut" in json.dumps(report.to_dict())
     assert "TFRecord shards cut short" in report.summary()
-
-
-def test_decode_failure_is_reported_once_over_two_epochs(tmp_path, caplog):
-    images = tmp_path / "images"
-    images.mkdir()
-    for k in range(3):
-        Image.fromarray(np.full((20, 24, 3), 40 * k, np.uint8)).save(images / f"ok{k}.png")
-    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing usable")
-    names = ["ok0.png", "ok1.png", "ok2.png", "broken.png"]
-    annotations = tmp_path / "a.json"
-    annotations.write_text(
-        json.dumps(
-            {
-                "images": [{"id": i + 1, "file_name": n} for i, n in enumerate(names)],
-                "annotations": [],
-                "categories": [{"id": 1, "name": "x"}],
-            }
-        )
-    )
-    config = DataConfig(
-        train_annotations=str(annotations),
-        train_images=str(images),
-        input_size=[15, 15],
-        border=4,
-        seed=1,
-        deterministic=True,
-        num_parallel_calls=1,
-    )
-    source = load_source(config, training=True, scan="none")
-    with caplog.at_level(logging.WARNING, logger="cornernet_tf.data"):
-        ds = build_dataset(config, training=True, batch_size=3, source=source)
-        list(ds.take(3))  # 9 images: three epochs of the 3 readable ones
-    assert source.report.counts["runtime_images_skipped"] == 1
-    assert source.report.counts["runtime_images_skipped_repeats"] >= 2
-    assert len(source.report.problems_of("undecodable")) == 1
-    lines = [r.getMessage() for r in caplog.records if "broken.png" in r.getMessage()]
-    assert len(lines) == 1
 
 
 # ------------------------------------------------------------------------------ oversized images

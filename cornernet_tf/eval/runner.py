@@ -43,8 +43,17 @@ SKIP_COUNTERS = (
     "images_unsupported_format",
     "images_too_large",
     "runtime_images_skipped",
+    "runtime_records_skipped",
 )
-SKIP_KINDS = ("missing", "unreadable", "unsupported", "too_large", "undecodable")
+SKIP_KINDS = (
+    "missing",
+    "unreadable",
+    "unsupported",
+    "too_large",
+    "undecodable",
+    "bad_record",
+    "bad_shard",
+)
 
 
 def eval_data_config(
