@@ -76,6 +76,7 @@ def test_crafted_headers_declare_their_size_in_a_few_bytes():
         20000,
     ]
     assert header_size(b"not an image") is None
+    assert header_size(b"\xff\xd8\xff\xe0\x00\x00 length 0: no endless scan") is None
 
 
 # ------------------------------------------------------------------------------ corrupt records

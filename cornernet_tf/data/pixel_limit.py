@@ -74,7 +74,10 @@ def _jpeg_size(fh) -> tuple[int, int] | None:
                 return None
             height, width = struct.unpack(">HH", frame[1:5])
             return width, height
-        fh.seek(struct.unpack(">H", length)[0] - 2, io.SEEK_CUR)
+        skip = struct.unpack(">H", length)[0] - 2
+        if skip < 0:  # a malformed length would make the scan go backwards
+            return None
+        fh.seek(skip, io.SEEK_CUR)
 
 
 def header_size(source) -> tuple[int, int] | None:
