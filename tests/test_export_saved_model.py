@@ -14,6 +14,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from cornernet_tf.cli import main as cli_main
 from cornernet_tf.config import ConfigError, load_config
@@ -323,3 +324,60 @@ def test_category_ids_come_from_the_first_source_that_has_them(tmp_path):
 
     with pytest.raises(ConfigError, match="num_classes"):
         resolve_dataset_info(config, category_ids=[1, 2])
+
+
+def test_oversized_images_are_refused_in_both_signatures(exported):
+    """More than MAX_INPUT_PIXELS: INVALID_ARGUMENT from the header (bytes) or the shape (pixels),
+    before anything is decoded or run; a normal image still works afterwards."""
+    import tensorflow as tf
+    from crafted_images import encoded, jpeg_declaring, png_header
+
+    from cornernet_tf.data.pixel_limit import MAX_INPUT_PIXELS
+
+    loaded = tf.saved_model.load(exported["version_dir"])
+    by_bytes = loaded.signatures["serving_bytes"]
+    by_pixels = loaded.signatures["serving_default"]
+    for data in (png_header(20000, 20000), jpeg_declaring(20000, 20000)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+            by_bytes(image_bytes=tf.constant([data]))
+    side = int(np.ceil(np.sqrt(MAX_INPUT_PIXELS + 1)))  # 8193 x 8193: just over, 201 MB
+    with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_INPUT_PIXELS"):
+        by_pixels(images=tf.zeros([1, side, side, 3], tf.uint8))
+    ok = by_bytes(image_bytes=tf.constant([encoded(np.full((30, 40, 3), 9, np.uint8), "PNG")]))
+    assert ok["detection_boxes"].shape[0] == 1
+
+
+def test_a_long_image_is_downscaled_in_the_graph_with_the_same_normalised_boxes(exported, images):
+    import tensorflow as tf
+
+    from cornernet_tf.data.pixel_limit import MAX_NETWORK_SIDE
+
+    serve = tf.saved_model.load(exported["version_dir"]).signatures["serving_default"]
+    shapes = images[1][0]  # 192 x 192 shapes image, repeated into a 192 x 2148 strip
+    long = np.tile(shapes, (1, 12, 1))[None, :, : MAX_NETWORK_SIDE + 100]
+    small_hw = [round(long.shape[1] * MAX_NETWORK_SIDE / long.shape[2]), MAX_NETWORK_SIDE]
+    reference = tf.image.resize(long, small_hw, method="bilinear", antialias=True)
+    reference = tf.cast(tf.clip_by_value(tf.round(reference), 0, 255), tf.uint8)
+    got, want = serve(images=tf.constant(long)), serve(images=reference)
+    for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
+
+
+def test_fit_network_side_downscales_only_long_images():
+    import tensorflow as tf
+
+    from cornernet_tf.export.saved_model import fit_network_side
+
+    rng = np.random.default_rng(2)
+    small = tf.constant(rng.integers(0, 255, (2, 30, 64, 3), np.uint8))
+    assert fit_network_side(small, max_side=64) is small or np.array_equal(
+        fit_network_side(small, max_side=64), small
+    )
+    long = tf.constant(rng.integers(0, 255, (1, 50, 200, 3), np.uint8))
+    out = fit_network_side(long, max_side=64).numpy()
+    assert out.shape == (1, 16, 64, 3) and out.dtype == np.uint8
+    # The antialiased reference in NumPy: a 50 x 200 -> 16 x 64 box-like average stays close.
+    pil = np.asarray(
+        Image.fromarray(long.numpy()[0]).resize((64, 16), Image.Resampling.BILINEAR), np.int16
+    )
+    assert np.abs(out[0].astype(np.int16) - pil).mean() < 3

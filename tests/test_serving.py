@@ -298,3 +298,31 @@ def test_client_command_and_cornernet_serve_client(served, image_files, direct, 
         == 1
     )
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_a_tiny_proto_declaring_a_huge_tensor_is_refused_and_serving_goes_on(served):
+    """28 bytes declaring [1, 20000, 20000, 3]: tf.make_ndarray would build 1.2 GB; the declared
+    size is checked first (INVALID_ARGUMENT), and the next request is served."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (1, 20000, 20000, 3)]
+    )
+    bomb = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape, int_val=[7])
+    assert len(bomb.SerializeToString()) <= 28
+    channel = grpc.insecure_channel(f"127.0.0.1:{served['grpc']}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "cornernet"
+    request.inputs["images"].CopyFrom(bomb)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declared shape [1, 20000, 20000, 3]" in info.value.details()
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 24, 32, 3), np.uint8)))
+    reply = stub.Predict(request, timeout=60)
+    assert reply.outputs["detection_boxes"].tensor_shape.dim[0].size == 1
+    channel.close()

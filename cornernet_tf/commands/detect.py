@@ -132,7 +132,9 @@ def run(args) -> int:
             + ", ".join(f"{p} ({n})" for p, n in summary.converted)
         )
     if summary.skipped:
-        print(f"{len(summary.skipped)} skipped (could not be decoded):", file=sys.stderr)
+        print(
+            f"{len(summary.skipped)} skipped (could not be decoded or too large):", file=sys.stderr
+        )
         for _path, reason in summary.skipped:
             print(f"  {reason}", file=sys.stderr)
     return 0 if summary.processed else 1

@@ -238,6 +238,7 @@ def load_coco(
                 counter = {
                     "missing": "images_missing_file",
                     "unsupported": "images_unsupported_format",
+                    "too_large": "images_too_large",
                 }.get(probe.failure, "images_unreadable")
                 report.problem(
                     probe.failure or "unreadable",

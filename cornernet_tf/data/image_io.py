@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cornernet_tf.data.pixel_limit import MAX_INPUT_PIXELS, header_size, too_large_message
 from cornernet_tf.data.report import DatasetReport
 
 logger = logging.getLogger("cornernet_tf.data")
@@ -44,7 +45,7 @@ class ImageProbe:
     height: int = 0
     format: str | None = None
     mode: str | None = None
-    failure: str | None = None  # missing | unreadable | unsupported
+    failure: str | None = None  # missing | unreadable | unsupported | too_large
     message: str | None = None
 
     @property
@@ -59,6 +60,9 @@ def probe_image(path: str, decode: bool = False) -> ImageProbe:
 
     if not os.path.isfile(path):
         return ImageProbe(path, False, failure="missing", message="file not found")
+    oversized = _oversized(path)
+    if oversized:
+        return ImageProbe(path, False, *oversized[:2], failure="too_large", message=oversized[2])
     try:
         with Image.open(path) as img:
             fmt, mode = img.format, img.mode
@@ -87,6 +91,18 @@ def probe_image(path: str, decode: bool = False) -> ImageProbe:
     return ImageProbe(path, True, width, height, fmt, mode)
 
 
+def _oversized(path: str) -> tuple[int, int, str] | None:
+    """``(width, height, message)`` when the header declares more than MAX_INPUT_PIXELS pixels."""
+    try:
+        with open(path, "rb") as fh:
+            size = header_size(fh)
+    except OSError:
+        return None
+    if size is None or size[0] * size[1] <= MAX_INPUT_PIXELS:
+        return None
+    return size[0], size[1], too_large_message(*size)
+
+
 def probe_images(paths: list[str], decode: bool = False, threads: int = 8) -> list[ImageProbe]:
     """:func:`probe_image` over many files with a thread pool (file reads and decoding release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +115,8 @@ def probe_images(paths: list[str], decode: bool = False, threads: int = 8) -> li
 
 def failure_reason(name: str) -> str:
     """Why the TF decoder failed on file ``name``, as far as Pillow can tell (used after the fact)."""
+    if os.path.isfile(name) and _oversized(name):
+        return _oversized(name)[2]
     probe = probe_image(name, decode=True)
     if probe.ok:
         return "TensorFlow could not decode it (Pillow can: the file may be truncated or unusual)"
@@ -108,10 +126,25 @@ def failure_reason(name: str) -> str:
 # --------------------------------------------------------------------------- TF side
 
 
-def decode_image(data):
-    """Encoded bytes -> RGB uint8 ``[H, W, 3]`` for any mode (gray, palette, RGBA, CMYK, 16-bit)."""
+def stored_bytes_reason(data: bytes) -> str:
+    """Why encoded bytes (not a file) could not be decoded, as far as their header tells."""
+    size = header_size(bytes(data))
+    if size is not None and size[0] * size[1] > MAX_INPUT_PIXELS:
+        return too_large_message(*size)
+    return "the stored image bytes cannot be decoded"
+
+
+def decode_image(data, max_pixels: int = MAX_INPUT_PIXELS):
+    """Encoded bytes -> RGB uint8 ``[H, W, 3]`` for any mode (gray, palette, RGBA, CMYK, 16-bit).
+
+    An image whose header declares more than ``max_pixels`` fails (INVALID_ARGUMENT) before decoding.
+    """
     import tensorflow as tf
 
+    from cornernet_tf.data.pixel_limit import assert_encoded_within
+
+    with tf.control_dependencies([assert_encoded_within(data, "image", max_pixels)]):
+        data = tf.identity(data)
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     return tf.ensure_shape(image, [None, None, 3])
 
@@ -134,12 +167,18 @@ def map_or_skip(
     reason: Callable[[str], str] | None = None,
     num_parallel_calls: int | None = None,
     deterministic: bool | None = None,
+    explain: Callable | None = None,
+    kind: str = "undecodable",
+    counter: str = "runtime_images_skipped",
+    action: str = "skipped during training",
 ):
     """``dataset.map(fn)``, where an element on which ``fn`` fails is skipped, logged and counted.
 
     ``describe(element)`` gives a string tensor naming the element (its file); ``reason(name)``
-    (Python, only called on failures) explains the failure for the log. Every skip is counted as
-    ``runtime_images_skipped`` in ``report``; each file gets one ``Problem`` and one log line.
+    (Python, only called on failures) explains the failure for the log, or ``explain(element)``
+    gives that explanation as a string tensor (built only on the failure path). Each element is
+    reported once however many epochs reach it: one ``Problem`` of ``kind``, one log line and one
+    count of ``counter`` in ``report``; ``report.counts[counter + "_repeats"]`` counts every skip.
     """
     import tensorflow as tf
 
@@ -149,24 +188,27 @@ def map_or_skip(
         return fn(x), tf.constant(True), describe(x)
 
     def bad(x):
-        return tf.nest.map_structure(_placeholder, out_spec), tf.constant(False), describe(x)
+        why = explain(x) if explain is not None else tf.constant("")
+        name = tf.strings.join([describe(x), why], separator="\0")
+        return tf.nest.map_structure(_placeholder, out_spec), tf.constant(False), name
 
     def attempt(x):
         one = tf.data.Dataset.from_tensors(x)
         return one.map(good).ignore_errors().concatenate(one.map(bad)).take(1)
 
-    reported: set = set()  # each file is logged once; every skip is counted
+    reported: set = set()  # each element is logged and counted once; repeats are counted apart
 
-    def on_failure(name) -> np.bool_:
-        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+    def on_failure(tagged) -> np.bool_:
+        tagged = tagged.decode("utf-8", "replace") if isinstance(tagged, bytes) else str(tagged)
+        name, _, why = tagged.partition("\0")
         if report is not None:
-            report.count("runtime_images_skipped")
+            report.count(counter + "_repeats")
         if name not in reported:
             reported.add(name)
-            why = reason(name) if reason else "could not be decoded"
-            logger.warning("skipping image %s: %s", name, why)
+            why = why or (reason(name) if reason else "could not be decoded")
+            logger.warning("skipping %s: %s", name, why)
             if report is not None:
-                report.problem("undecodable", f"skipped during training: {why}", file=name)
+                report.problem(kind, f"{action}: {why}", file=name, counter=counter)
         return np.bool_(False)
 
     def keep(_, ok, name):

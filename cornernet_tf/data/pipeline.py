@@ -31,8 +31,10 @@ are the same on every run whatever the parallelism. Under ``tf.distribute`` pass
 ``InputContext``: each input pipeline reads its own shard and batches
 ``input_context.get_per_replica_batch_size(batch_size)`` images.
 
-Undecodable images are skipped, logged by file name and counted in ``dataset.report``
-(see ``image_io.map_or_skip``); ``dataset.dataset_info`` has the class mapping.
+Undecodable images, images over ``MAX_INPUT_PIXELS`` (checked on the header before decoding,
+see ``pixel_limit``), unreadable TFRecord records and truncated shards are skipped, logged once by
+file (and record index) and counted in ``dataset.report`` (see ``image_io.map_or_skip`` and
+``tfrecord.read_shard``); ``dataset.dataset_info`` has the class mapping.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ import tensorflow as tf
 
 from cornernet_tf.config import ConfigError, DataConfig
 from cornernet_tf.data import augment as aug
-from cornernet_tf.data.image_io import decode_image, failure_reason, map_or_skip
+from cornernet_tf.data.image_io import (
+    decode_image,
+    failure_reason,
+    map_or_skip,
+    stored_bytes_reason,
+)
 from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.records import ImageRecord, records_to_dataset
 from cornernet_tf.data.report import DatasetReport
@@ -89,12 +96,18 @@ class DataSource:
         if self.kind == "tfrecord":
             from cornernet_tf.data.tfrecord import tfrecord_source
 
-            ds = tfrecord_source(self.files, input_context, shuffle_files=shuffle, seed=seed)
+            ds = tfrecord_source(
+                self.files, input_context, shuffle_files=shuffle, seed=seed, report=self.report
+            )
         else:
             from cornernet_tf.data.tfds import load_tfds
 
             ds, _ = load_tfds(
-                **self.tfds_args, input_context=input_context, shuffle_files=shuffle, seed=seed
+                **self.tfds_args,
+                input_context=input_context,
+                shuffle_files=shuffle,
+                seed=seed,
+                report=self.report,
             )
         if shuffle:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -306,15 +319,22 @@ def decode_stage(ds: tf.data.Dataset, source: DataSource, config: DataConfig) ->
     def describe(el):
         return el["name"]
 
-    def stored_bytes_reason(name):
-        return "the stored image bytes cannot be decoded"
+    def explain_stored_bytes(el):  # only runs for an image that failed
+        why = tf.numpy_function(
+            lambda data: stored_bytes_reason(data).encode("utf-8"),
+            [el["data"]],
+            tf.string,
+            stateful=False,
+        )
+        return tf.ensure_shape(why, [])
 
     return map_or_skip(
         ds,
         decode,
         describe=describe,
         report=report,
-        reason=failure_reason if read_files else stored_bytes_reason,
+        reason=failure_reason if read_files else None,
+        explain=None if read_files else explain_stored_bytes,
         num_parallel_calls=_parallel(config),
     )
 

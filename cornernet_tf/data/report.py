@@ -26,6 +26,7 @@ COUNTER_DOC = {
     "images_missing_file": "images dropped: file missing",
     "images_unreadable": "images dropped: file not a decodable image",
     "images_unsupported_format": "images dropped: format the TF decoder cannot read",
+    "images_too_large": "images dropped: more pixels than MAX_INPUT_PIXELS (header read only)",
     "images_size_repaired": "images whose real size differs from the annotation (boxes rescaled)",
     "images_converted": "images converted to RGB uint8 (grayscale, palette, RGBA, CMYK, 16-bit)",
     "images_over_max_objects": "images with more objects than max_objects (extra ones get no tag)",
@@ -42,7 +43,13 @@ COUNTER_DOC = {
     "boxes_dropped_unknown_image": "annotations dropped: image id not in the images list",
     "boxes_dropped_image_dropped": "boxes dropped with their image",
     "boxes_other_class": "boxes of categories left out by data.class_names",
-    "runtime_images_skipped": "images skipped while training: could not be decoded",
+    "runtime_images_skipped": "images skipped while training: could not be decoded or too large",
+    "runtime_images_skipped_repeats": "skips of those images counting every epoch",
+    "runtime_records_skipped": "TFRecord records skipped: not a readable tf.train.Example",
+    "runtime_records_skipped_repeats": "skips of those records counting every epoch",
+    "runtime_shards_cut": "TFRecord shards cut short by a truncated or corrupt record",
+    "runtime_shards_cut_repeats": "cuts of those shards counting every epoch",
+    "runtime_tfds_examples_lost": "TFDS examples lost to unreadable records (one pass)",
     "runtime_images_size_repaired": "images whose decoded size differed from the record (boxes rescaled)",
 }
 

@@ -222,8 +222,14 @@ def load_tfds(
     input_context=None,
     shuffle_files: bool = False,
     seed: int | None = None,
+    report=None,
 ):
-    """``(source dataset, DatasetInfo)`` for a TFDS detection dataset, sharded per input pipeline."""
+    """``(source dataset, DatasetInfo)`` for a TFDS detection dataset, sharded per input pipeline.
+
+    A truncated or corrupt TFDS shard ends that shard instead of the run (``ignore_errors``); TFDS
+    reads its files internally, so the loss is reported per pass as the number of examples missing
+    from the split (:func:`report_lost_examples`), not per file.
+    """
     import tensorflow_datasets as tfds
 
     read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed)
@@ -246,4 +252,68 @@ def load_tfds(
             f"TFDS dataset {name} has no objects/bbox/label features: not a detection dataset"
         )
     info = tfds_dataset_info(name, builder_info)
+    ds = ds.ignore_errors()
+    if input_context is None or input_context.num_input_pipelines == 1:
+        try:
+            expected = int(builder_info.splits[split].num_examples)
+        except (KeyError, ValueError, TypeError):
+            expected = 0
+        if expected > 0:
+            ds = report_lost_examples(ds, expected, f"TFDS {name} split {split}", report)
     return ds.map(to_source_element, num_parallel_calls=-1), info
+
+
+def report_lost_examples(ds, expected: int, where: str, report=None):
+    """``ds`` unchanged, but at the end of each pass with fewer than ``expected`` elements the
+    shortfall is logged and reported (once)."""
+    import logging
+
+    import numpy as np
+    import tensorflow as tf
+
+    def placeholder(spec):
+        return tf.zeros([0 if d is None else d for d in spec.shape.as_list()], spec.dtype)
+
+    marker = tf.data.Dataset.from_tensors(
+        (tf.nest.map_structure(placeholder, ds.element_spec), tf.constant(True))
+    )
+
+    def tag(element):
+        return element, tf.constant(False)
+
+    def count(n, pair):
+        n = n + tf.cast(~pair[1], tf.int64)
+        return n, (pair[0], pair[1], n)
+
+    reported: list = []
+
+    def on_short(n) -> np.bool_:
+        if not reported:
+            reported.append(n)
+            why = f"{expected - int(n)} of {expected} examples could not be read (corrupt shard)"
+            logging.getLogger("cornernet_tf.data").warning("%s: %s; skipped", where, why)
+            if report is not None:
+                report.problem("bad_shard", why, file=where)
+                report.count("runtime_tfds_examples_lost", expected - int(n))
+        return np.bool_(False)
+
+    def keep(element, is_end, n):
+        def at_end():
+            def short():
+                return tf.ensure_shape(tf.numpy_function(on_short, [n], tf.bool, stateful=True), [])
+
+            def complete():
+                return tf.constant(False)
+
+            return tf.cond(n < expected, short, complete)
+
+        def kept():
+            return tf.constant(True)
+
+        return tf.cond(is_end, at_end, kept)
+
+    def value(element, is_end, n):
+        return element
+
+    stream = ds.map(tag).concatenate(marker)
+    return stream.scan(tf.constant(0, tf.int64), count).filter(keep).map(value)

@@ -22,6 +22,7 @@ JSON source bit for bit (the encoder truncates float64 corners). Shards are name
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.records import ImageRecord
 from cornernet_tf.data.report import DatasetReport
 from cornernet_tf.errors import InvalidValueError
+
+logger = logging.getLogger("cornernet_tf.data")
 
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.tfrecord$")
 
@@ -170,14 +173,112 @@ def parse_example(serialized):
     }
 
 
-def tfrecord_source(
-    files: Sequence[str], input_context=None, shuffle_files: bool = False, seed=None
-):
-    """Source elements from shards, sharded per input pipeline (by file when there are enough)."""
+def _shard_sizes(files: Sequence[str]) -> list[int]:
+    """Byte size of each shard (-1 when it cannot be read: every record of it is then reported)."""
     import tensorflow as tf
 
+    sizes = []
+    for f in files:
+        try:
+            sizes.append(int(tf.io.gfile.stat(f).length))
+        except tf.errors.OpError:
+            sizes.append(-1)
+    return sizes
+
+
+def read_shard(file, size, report: DatasetReport | None = None):
+    """``(serialized, file, index)`` for the records of one shard, up to the first unreadable one.
+
+    ``TFRecordDataset`` stops a file at a truncated or corrupt record (the framing cannot be
+    resynchronised) with a ``DataLossError`` that names neither file nor record. Reading each shard
+    on its own with ``ignore_errors`` keeps the run going; counting the bytes of the records read
+    (payload + 16 framing bytes each) and comparing with the file's size tells whether the shard
+    ended early, and at which record. That is reported once per shard with its name.
+    """
+    import tensorflow as tf
+
+    def tag(index, record):
+        return record, index, tf.constant(False)
+
+    records = tf.data.TFRecordDataset(file).enumerate().map(tag).ignore_errors()
+    end = tf.data.Dataset.from_tensors(
+        (tf.constant(b""), tf.constant(-1, tf.int64), tf.constant(True))
+    )
+
+    def count(state, element):
+        record, index, is_end = element
+        consumed, read = state
+        length = tf.cast(tf.strings.length(record, "BYTE"), tf.int64) + 16
+        step = tf.where(is_end, tf.constant(0, tf.int64), length)
+        state = (consumed + step, read + tf.cast(~is_end, tf.int64))
+        return state, (record, index, is_end, state[0], state[1])
+
+    reported: set = set()
+
+    def on_cut(name, read, consumed, total) -> np.bool_:
+        name = name.decode("utf-8", "replace")
+        if report is not None:
+            report.count("runtime_shards_cut_repeats")
+        if name not in reported:
+            reported.add(name)
+            if total < 0:
+                why = "the shard cannot be read"
+            else:
+                why = (
+                    f"record {read} is truncated or corrupt; it and the remaining "
+                    f"{total - consumed} bytes of the shard are skipped ({read} records read)"
+                )
+            logger.warning("%s: %s", name, why)
+            if report is not None:
+                report.problem("bad_shard", why, file=name, counter="runtime_shards_cut")
+        return np.bool_(False)
+
+    def keep(record, index, is_end, consumed, read):
+        def check_end():
+            def cut():
+                return tf.ensure_shape(
+                    tf.numpy_function(on_cut, [file, read, consumed, size], tf.bool, stateful=True),
+                    [],
+                )
+
+            def whole():
+                return tf.constant(False)
+
+            return tf.cond(tf.equal(consumed, size), whole, cut)
+
+        def record_kept():
+            return tf.constant(True)
+
+        return tf.cond(is_end, check_end, record_kept)
+
+    def strip(record, index, is_end, consumed, read):
+        return record, file, index
+
+    initial = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+    return records.concatenate(end).scan(initial, count).filter(keep).map(strip)
+
+
+def tfrecord_source(
+    files: Sequence[str],
+    input_context=None,
+    shuffle_files: bool = False,
+    seed=None,
+    report: DatasetReport | None = None,
+):
+    """Source elements from shards, sharded per input pipeline (by file when there are enough).
+
+    A truncated or corrupt shard is read up to the bad record and reported (:func:`read_shard`); a
+    record that is not a valid ``tf.train.Example`` is skipped and reported with its shard and
+    index. Element names are ``SHARD record INDEX (FILE_NAME)`` so later reports locate them too.
+    """
+    import tensorflow as tf
+
+    from cornernet_tf.data.image_io import map_or_skip
+
     files = list(files)
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(files, tf.string), tf.constant(_shard_sizes(files), tf.int64))
+    )
     by_record = False
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:
@@ -186,12 +287,41 @@ def tfrecord_source(
             by_record = True
     if shuffle_files:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def shard_records(file, size):
+        return read_shard(file, size, report)
+
     ds = ds.interleave(
-        tf.data.TFRecordDataset,
+        shard_records,
         cycle_length=min(len(files), 8),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if by_record:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def as_dict(record, file, index):
+        return {"record": record, "file": file, "index": index}
+
+    def origin(x):
+        return tf.strings.join([x["file"], " record ", tf.strings.as_string(x["index"])])
+
+    def parse(x):
+        element = parse_example(x["record"])
+        element["name"] = tf.strings.join([origin(x), " (", element["name"], ")"])
+        return element
+
+    def not_an_example(name):
+        return "not a readable tf.train.Example"
+
+    return map_or_skip(
+        ds.map(as_dict),
+        parse,
+        describe=origin,
+        report=report,
+        reason=not_an_example,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        kind="bad_record",
+        counter="runtime_records_skipped",
+        action="record skipped",
+    )

@@ -114,17 +114,23 @@ def _is_inside(path: str, folder: str) -> bool:
 def read_image(path: str) -> tuple[np.ndarray, str | None]:
     """``(RGB uint8 [H, W, 3], note)``; ``note`` says what was converted (e.g. ``"L -> RGB"``) or is None.
 
-    Raises :class:`ImageReadError` naming the file and the reason when it cannot be decoded.
+    Raises :class:`ImageReadError` naming the file and the reason when it cannot be decoded or its
+    header declares more than ``MAX_INPUT_PIXELS`` pixels (checked before decoding).
     """
     import tensorflow as tf
 
     from cornernet_tf.data.image_io import decode_image, failure_reason, probe_image
+    from cornernet_tf.data.pixel_limit import ImageTooLargeError, check_image_bytes
 
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot be read ({exc})") from None
+    try:
+        check_image_bytes(data, path)
+    except ImageTooLargeError as exc:
+        raise ImageReadError(str(exc)) from None
     try:
         image = decode_image(tf.constant(data)).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError):

@@ -41,9 +41,19 @@ SKIP_COUNTERS = (
     "images_missing_file",
     "images_unreadable",
     "images_unsupported_format",
+    "images_too_large",
     "runtime_images_skipped",
+    "runtime_records_skipped",
 )
-SKIP_KINDS = ("missing", "unreadable", "unsupported", "undecodable")
+SKIP_KINDS = (
+    "missing",
+    "unreadable",
+    "unsupported",
+    "too_large",
+    "undecodable",
+    "bad_record",
+    "bad_shard",
+)
 
 
 def eval_data_config(

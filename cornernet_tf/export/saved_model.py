@@ -17,7 +17,11 @@ Both return ``detection_boxes`` float32 ``[B, N, 4]`` (ymin, xmin, ymax, xmax no
 height/width), ``detection_scores`` ``[B, N]``, ``detection_classes`` ``[B, N]`` (the dataset's
 category ids as float32, 0 for padding) and ``num_detections`` ``[B]`` float32, with
 ``N = export.max_detections`` (100), best first. An empty batch or an undecodable image fails with
-INVALID_ARGUMENT and a message.
+INVALID_ARGUMENT and a message, and so does an image of more than ``MAX_INPUT_PIXELS`` pixels
+(``pixel_limit``): ``serving_bytes`` reads the size from the header before decoding
+(``tf.io.extract_jpeg_shape``, the PNG/GIF/BMP/WebP header fields), ``serving_default`` checks the
+tensor's shape. An image whose longer side is over ``MAX_NETWORK_SIDE`` is downscaled in the graph
+before the network; the normalised boxes refer to the original image all the same.
 
 ``OUT/<version>/assets.extra/cornernet_export.json`` records the class names, category ids and test
 settings; ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up on load.
@@ -61,6 +65,7 @@ def serving_detect_fn(
     """
     import tensorflow as tf
 
+    from cornernet_tf.data.pixel_limit import assert_encoded_within, assert_pixels_within
     from cornernet_tf.detection.contract import PAD_CLASS, YXYX_ORDER
     from cornernet_tf.inference.graph_detector import GraphDetector
 
@@ -75,9 +80,12 @@ def serving_detect_fn(
             tf.debugging.assert_positive(
                 shape[1] * shape[2], message="images: height and width must be >= 1"
             ),
+            assert_pixels_within(shape[1], shape[2], "images"),
         ]
         with tf.control_dependencies(checks):
-            images = tf.identity(images)
+            images = fit_network_side(tf.identity(images))
+        # Normalised boxes are the same for the downscaled image: divide by its size.
+        shape = tf.shape(images)
         out = detector.detect(images)
         # The serving boundary: pixels x1 y1 x2 y2 -> normalised ymin xmin ymax xmax.
         size = tf.cast(tf.stack([shape[1], shape[2], shape[1], shape[2]]), tf.float32)
@@ -122,6 +130,9 @@ def build_serving_module(
             image_bytes = tf.identity(image_bytes)
 
         def one(data):
+            # The header's size is checked before decoding: no allocation for a decompression bomb.
+            with tf.control_dependencies([assert_encoded_within(data, "image_bytes")]):
+                data = tf.identity(data)
             image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
             image.set_shape([None, None, 3])
             # The same function as serving_default: the network is traced once for both signatures.
@@ -142,6 +153,29 @@ def build_serving_module(
         serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
     )
     return module
+
+
+def fit_network_side(images, max_side: int | None = None):
+    """uint8 ``[B, H, W, 3]`` with the longer side brought down to ``max_side`` (antialiased
+    bilinear, aspect kept; ``pixel_limit.MAX_NETWORK_SIDE`` by default); smaller batches unchanged."""
+    import tensorflow as tf
+
+    from cornernet_tf.data.pixel_limit import MAX_NETWORK_SIDE
+
+    max_side = int(max_side or MAX_NETWORK_SIDE)
+    shape = tf.shape(images)
+    longer = tf.maximum(shape[1], shape[2])
+
+    def shrink():
+        scale = max_side / tf.cast(longer, tf.float64)
+        size = tf.cast(tf.round(tf.cast(shape[1:3], tf.float64) * scale), tf.int32)
+        out = tf.image.resize(images, tf.maximum(size, 1), method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+    def keep():
+        return images
+
+    return tf.cond(longer > max_side, shrink, keep)
 
 
 def next_version(base_dir: str) -> int:

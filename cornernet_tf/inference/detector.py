@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import COCO_MEAN_RGB, COCO_STD_RGB, TestConfig
+from cornernet_tf.data.pixel_limit import MAX_INPUT_PIXELS, MAX_NETWORK_SIDE, check_pixels
 from cornernet_tf.detection.contract import CORNERS
 from cornernet_tf.detection.decode import decode_outputs
 from cornernet_tf.detection.finalise import finalise, keep_top, per_class_soft_nms  # noqa: F401
@@ -65,10 +66,14 @@ class Detector:
         ``weight_exp=10`` for the multi-scale test).
       mean, std: RGB normalisation of the network input (COCO by default).
       jit_compile: compile the network + decoder with XLA.
+      max_side: an image whose longer side is over this is downscaled (aspect kept) before the
+        test procedure, and its boxes mapped back to the original pixels
+        (``pixel_limit.MAX_NETWORK_SIDE`` by default).
 
     ``detect(image)`` takes one RGB uint8 image ``[H, W, 3]`` (``[H, W]`` grey and ``[H, W, 4]``
     RGBA are converted) and returns ``{"boxes": [N, 4] x1 y1 x2 y2 in pixels, "scores": [N],
-    "classes": [N] 0-based int}``, best first.
+    "classes": [N] 0-based int}``, best first. An image of more than ``MAX_INPUT_PIXELS`` pixels
+    is refused (:class:`~cornernet_tf.data.pixel_limit.ImageTooLargeError`).
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class Detector:
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
         jit_compile: bool = False,
+        max_side: int = MAX_NETWORK_SIDE,
     ):
         self.model = model
+        self.max_side = int(max_side)
         self.config = as_test_config(test_config)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(
@@ -107,7 +114,7 @@ class Detector:
         """One scale of the procedure, with its intermediates (for debugging and tests):
         ``net_input`` [views, inp_h, inp_w, 3], ``decoded`` [views, num_dets, 8] in output-map
         pixels, ``detections`` [views·num_dets, 8] in image pixels, and ``geometry``."""
-        image = as_rgb_uint8(image)
+        image = checked_image(image)
         net_input, geometry = prepare_image(image, scale, self.mean, self.std, self.output_stride)
         decoded = self._network_batch([net_input])[0]
         views = [net_input, net_input[:, ::-1]] if self.config.flip else [net_input]
@@ -120,7 +127,7 @@ class Detector:
 
     def raw_detections(self, image) -> np.ndarray:
         """All scales' rows [M, 8] in image pixels, before soft-NMS (rejected rows included)."""
-        return next(self._iter_raw([as_rgb_uint8(image)], batch_size=1))
+        return next(self._iter_raw([checked_image(image)], batch_size=1))
 
     def detect(self, image) -> dict:
         """Detections for one image (see the class docstring)."""
@@ -136,7 +143,7 @@ class Detector:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chunk: list = []
         for image in images:
-            chunk.append(as_rgb_uint8(image))
+            chunk.append(checked_image(image))
             if len(chunk) == batch_size:
                 yield from (
                     finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size)
@@ -146,6 +153,19 @@ class Detector:
             yield from (finalise(rows, self.config) for rows in self._iter_raw(chunk, batch_size))
 
     def _iter_raw(self, images: list, batch_size: int) -> Iterator[np.ndarray]:
+        """Rows in original pixels; images over ``max_side`` run downscaled (boxes scaled back)."""
+        factors = []
+        for k, image in enumerate(images):
+            small, factor = downscale_for_network(image, self.max_side)
+            images[k] = small
+            factors.append(factor)
+        for rows, (fy, fx) in zip(self._iter_raw_unscaled(images, batch_size), factors):
+            if (fy, fx) != (1.0, 1.0):
+                rows = rows.copy()
+                rows[:, 0:4] *= np.array([fx, fy, fx, fy], rows.dtype)
+            yield rows
+
+    def _iter_raw_unscaled(self, images: list, batch_size: int) -> Iterator[np.ndarray]:
         per_image: list = [[] for _ in images]
         for scale in self.config.scales:
             prepared = [
@@ -167,8 +187,9 @@ class Detector:
     def corner_heatmaps(self, image, scale: float = 1.0) -> dict:
         """Top-left / bottom-right corner probabilities (max over classes) resized onto the image:
         ``{"tl": [H, W], "br": [H, W]}`` float32 in [0, 1], e.g. for :func:`draw.overlay_heatmaps`."""
-        image = as_rgb_uint8(image)
-        net_input, geometry = prepare_image(image, scale, self.mean, self.std, self.output_stride)
+        image = checked_image(image)
+        small, _ = downscale_for_network(image, self.max_side)
+        net_input, geometry = prepare_image(small, scale, self.mean, self.std, self.output_stride)
         # Eager on purpose: a visualisation aid should not cost a second trace of the network.
         outputs = self.model(tf.constant(net_input[None]), training=False, stacks="last")
         top, bottom, left, right = (float(v) for v in geometry.border)
@@ -187,6 +208,29 @@ class Detector:
             f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config)
         )
         return f"Detector({fields})"
+
+
+def checked_image(image, max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:
+    """:func:`as_rgb_uint8`, after refusing more than ``max_pixels`` pixels (on the shape alone,
+    before any copy or conversion)."""
+    shape = np.shape(image)
+    if len(shape) >= 2:
+        check_pixels(shape[1], shape[0], f"detect(): image of shape {tuple(shape)}", max_pixels)
+    return as_rgb_uint8(image)
+
+
+def downscale_for_network(image: np.ndarray, max_side: int = MAX_NETWORK_SIDE):
+    """``(image, (fy, fx))``: the image with its longer side brought to ``max_side`` (area-averaging
+    resize, aspect kept) and the factors that map its pixels back; unchanged when small enough."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image, (1.0, 1.0)
+    from PIL import Image
+
+    scale = max_side / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    small = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    return small, (height / new_h, width / new_w)
 
 
 def detect(model, image, test_config: TestConfig | dict | None = None) -> dict:

@@ -11,9 +11,12 @@ where that binary cannot be installed: it implements the same protocols on 127.0
   ``GET /v1/models/NAME/metadata``, served by ``http.server``,
 
 and answers bad requests the way TF Serving does: wrong dtype, wrong rank, missing or unknown input
-names, an undecodable image, an empty batch or an unknown signature give INVALID_ARGUMENT (HTTP 400)
-with a message; an unknown model gives NOT_FOUND (HTTP 404). (TF Serving itself reports an unknown
-signature as FAILED_PRECONDITION.) The server keeps serving after an error.
+names, an undecodable image, an image over the exported model's pixel limit, an empty batch or an
+unknown signature give INVALID_ARGUMENT (HTTP 400) with a message, and so does a gRPC TensorProto
+whose declared shape holds more than the 64 MiB message limit (checked before it is materialised:
+``tf.make_ndarray`` would repeat the last value up to that shape); an unknown model gives NOT_FOUND
+(HTTP 404). (TF Serving itself reports an unknown signature as FAILED_PRECONDITION.) The server
+keeps serving after an error.
 
 It also holds against malformed HTTP: a non-numeric or negative ``Content-Length`` is 400, a POST
 without one 411, a body over ``max_body_bytes`` (default 64 MiB, the gRPC message limit) 413, JSON
@@ -232,6 +235,35 @@ _TF_ERROR_TO_CODE = {
 # ---------------------------------------------------------------------------------------------- gRPC
 
 
+def check_declared_size(name: str, proto, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """Refuse a TensorProto whose declared shape is bigger than any request can carry.
+
+    ``tf.make_ndarray`` repeats the last value up to the declared shape, so 28 bytes declaring
+    ``[1, 20000, 20000, 3]`` would become a 1.2 GB array; the declared size is checked first.
+    """
+    import tensorflow as tf
+
+    dims = [int(d.size) for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: {name}: shape {dims}")
+    count = 1
+    for d in dims:
+        count *= d
+    try:
+        dtype = tf.as_dtype(proto.dtype)
+    except TypeError:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"tensor parsing error: {name}: unknown dtype {proto.dtype}"
+        ) from None
+    size = count if dtype == tf.string else count * dtype.size
+    if size > max_bytes:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"tensor parsing error: {name}: declared shape {dims} holds {size} bytes, more than "
+            f"the {max_bytes} bytes a request can carry",
+        )
+
+
 def _servicer_class():
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -259,6 +291,7 @@ def _servicer_class():
                 )
                 arrays = {}
                 for name, proto in request.inputs.items():
+                    check_declared_size(name, proto)
                     try:
                         arrays[name] = tf.make_ndarray(proto)
                     except Exception as exc:  # malformed TensorProto
