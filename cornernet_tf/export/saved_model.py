@@ -65,7 +65,7 @@ def serving_detect_fn(
     """
     import tensorflow as tf
 
-    from cornernet_tf.data.pixel_limit import assert_encoded_within, assert_pixels_within
+    from cornernet_tf.data.pixel_limit import assert_pixels_within
     from cornernet_tf.detection.contract import PAD_CLASS, YXYX_ORDER
     from cornernet_tf.inference.graph_detector import GraphDetector
 
@@ -115,6 +115,8 @@ def build_serving_module(
     to write.
     """
     import tensorflow as tf
+
+    from cornernet_tf.data.pixel_limit import assert_encoded_within
 
     detect = serving_detect_fn(model, test_config, category_ids, max_detections, mean, std)
 
