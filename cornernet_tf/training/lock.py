@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 
 from cornernet_tf.errors import OutputPathError
+
+logger = logging.getLogger("cornernet_tf.training")
 
 
 def _owner(path: str) -> str:
@@ -40,6 +43,13 @@ def _acquire(path: str, root: str) -> int:
                 f"--workdir {root} is in use by another `cornernet train`{_owner(path)}; "
                 "wait for it to end or use another --workdir"
             ) from None
+        except OSError as exc:  # a file system without locks (some bucket mounts)
+            logger.warning(
+                "%s: cannot lock (%s); a second train on this work directory is not detected",
+                path,
+                exc.strerror or exc,
+            )
+            return fd
         # The previous owner removes the file when it ends: make sure ours is still the one in place.
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
