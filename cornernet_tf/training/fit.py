@@ -174,7 +174,10 @@ def train(
 
     Raises:
       ConfigError: bad config, batch that does not divide across replicas, or a work directory
-        holding another model's checkpoints.
+        holding another model's checkpoints (or checkpoints without config.yaml); nothing is
+        written to a refused work directory.
+      OutputPathError: the work directory is in use by another ``train`` or not writable, or a
+        file could not be written (full disk): its previous version is left intact.
       NonFiniteLossError: the loss or the gradients became NaN/inf; the error names the step
         and the image ids of its batch, and ``error.checkpoint`` holds the weights from before it.
     """
