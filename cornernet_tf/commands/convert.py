@@ -25,6 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from cornernet_tf.atomic_files import save_weights
     from cornernet_tf.convert import load_official_weights, read_official_checkpoint
     from cornernet_tf.modeling.cornernet import build_model
 
@@ -35,7 +36,7 @@ def run(args) -> int:
     config = load_config_from_args(args)
     model = build_model(config.model)
     report = load_official_weights(model, read_official_checkpoint(args.official))
-    model.save_weights(args.out)
+    save_weights(args.out, model)
     print(
         f"loaded {report['tensors']} tensors ({report['parameters']:,} values, "
         f"{report['naming']} names) -> {args.out}"

@@ -4,11 +4,11 @@ look at augmented training samples."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
+from cornernet_tf.atomic_files import write_json
 from cornernet_tf.commands._common import add_config_arguments, load_config_from_args
 from cornernet_tf.errors import InvalidValueError
 
@@ -194,8 +194,7 @@ def _check(args) -> int:
     )
     print(result.text)
     if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump(result.report.to_dict(), fh, indent=1)
+        write_json(args.json_out, result.report.to_dict(), indent=1)
     if result.fatal:
         print("dataset check: FAILED (fatal problems)", file=sys.stderr)
         return 1

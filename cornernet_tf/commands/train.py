@@ -14,7 +14,8 @@ def register(subparsers) -> None:
             "train.batch_size, strategy train.strategy (auto|default|mirrored|multi_worker|tpu), "
             "optional mixed precision and XLA. WORKDIR receives config.yaml, dataset_info.json, last/best weights, "
             "a fault-tolerance backup, history.csv, TensorBoard logs and loss_curves.png. "
-            "Re-running the same command after an interruption resumes from the last backup."
+            "Re-running the same command after an interruption resumes from the last backup "
+            "(raise train.max_steps to extend a finished run); one train per WORKDIR at a time."
         ),
     )
     add_config_arguments(parser)

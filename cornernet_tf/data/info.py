@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.atomic_files import write_json
 from cornernet_tf.errors import InvalidValueError
 
 
@@ -71,8 +72,7 @@ class DatasetInfo:
             raise InvalidValueError(f"{source}: {exc}") from None
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
+        write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str) -> DatasetInfo:

@@ -12,12 +12,12 @@ NumPy and Pillow only.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from cornernet_tf.atomic_files import write_json
 from cornernet_tf.errors import InvalidValueError
 
 # Classes in category-id order (id = index + 1); the first DEFAULT_NUM_CLASSES are used by default.
@@ -376,15 +376,14 @@ def generate_shapes(
                 )
                 ann_id += 1
         path = os.path.join(out_dir, split, "annotations.json")
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "info": {"description": f"synthetic shapes, seed {seed}", "version": "1"},
-                    "images": images,
-                    "annotations": annotations,
-                    "categories": categories,
-                },
-                fh,
-            )
+        write_json(  # last, and atomically: a split with annotations.json is complete
+            path,
+            {
+                "info": {"description": f"synthetic shapes, seed {seed}", "version": "1"},
+                "images": images,
+                "annotations": annotations,
+                "categories": categories,
+            },
+        )
         outputs[split] = path
     return outputs

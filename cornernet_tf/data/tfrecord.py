@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cornernet_tf.atomic_files import replacing, write_json
 from cornernet_tf.data.info import DatasetInfo
 from cornernet_tf.data.records import ImageRecord
 from cornernet_tf.data.report import DatasetReport
@@ -96,7 +97,10 @@ def write_shards(
     paths, written = [], 0
     for s in range(num_shards):
         path = shard_path(prefix, s, num_shards)
-        with tf.io.TFRecordWriter(path) as writer:
+        with (
+            replacing(path, errors=(tf.errors.OpError,)) as tmp,
+            tf.io.TFRecordWriter(tmp) as writer,
+        ):
             for record in records[bounds[s] : bounds[s + 1]]:
                 try:
                     with open(record.path, "rb") as fh:
@@ -115,8 +119,7 @@ def write_shards(
         paths.append(path)
     meta = info.to_dict()
     meta.update({"num_images": written, "num_shards": num_shards})
-    with open(info_path(prefix), "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=1)
+    write_json(info_path(prefix), meta, indent=1)
     return paths
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from cornernet_tf.atomic_files import write_json
 from cornernet_tf.errors import InvalidValueError
 
 # Names of COCOeval.stats, in its order.
@@ -140,8 +141,7 @@ def to_coco_results(
 
 def write_results(path: str, results: Sequence[dict]) -> None:
     """Write COCO results JSON (what the COCO evaluation server accepts)."""
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(list(results), fh)
+    write_json(path, list(results))
 
 
 def read_results(path: str) -> list[dict]:

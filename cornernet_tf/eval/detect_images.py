@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cornernet_tf.atomic_files import write_json, write_with
 from cornernet_tf.errors import (
     InputNotFoundError,
     InvalidValueError,
@@ -254,8 +255,7 @@ def detect_files(
         targets = [f"{base}.json", f"{base}.png"] + ([f"{base}_heatmaps.png"] if heatmaps else [])
         _refuse_overwriting_input(path, targets)
         os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
-        with open(targets[0], "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=1)
+        write_json(targets[0], record, indent=1)
         drawn = draw_detections(
             image,
             dets["boxes"],
@@ -264,10 +264,10 @@ def detect_files(
             class_names,
             score_threshold=score_threshold,
         )
-        drawn.save(targets[1])
+        write_with(targets[1], drawn.save)
         if heatmaps:
             maps = detector.corner_heatmaps(image)
-            overlay_heatmaps(image, maps["tl"], maps["br"]).save(targets[2])
+            write_with(targets[2], overlay_heatmaps(image, maps["tl"], maps["br"]).save)
         summary.processed.append((path, targets[0]))
         summary.num_detections += len(record["detections"])
         results += [

@@ -16,13 +16,13 @@ evaluate with the official ``instances_val2017.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
 
 import numpy as np
 
+from cornernet_tf.atomic_files import write_json
 from cornernet_tf.config import Config
 from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.eval.coco_eval import (
@@ -273,10 +273,8 @@ def write_outputs(out_dir: str, results: list, metrics: dict) -> dict:
         "detections": os.path.join(out_dir, DETECTIONS_FILE),
         "metrics": os.path.join(out_dir, METRICS_FILE),
     }
-    with open(paths["detections"], "w", encoding="utf-8") as fh:
-        json.dump(results, fh)
-    with open(paths["metrics"], "w", encoding="utf-8") as fh:
-        json.dump(_json_ready(metrics), fh, indent=1)
+    write_json(paths["detections"], results)
+    write_json(paths["metrics"], _json_ready(metrics), indent=1)
     return paths
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 
+from cornernet_tf.atomic_files import write_bytes, write_text
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import fixed_size_settings
 from cornernet_tf.errors import InvalidValueError
@@ -97,22 +97,6 @@ def network_to_onnx(model, input_hw: Sequence[int], opset: int = DEFAULT_OPSET):
     return model_proto
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary name in the target folder, then rename it onto ``path``: a
-    reader never sees half a file, and an interrupted export leaves the old file intact."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def export_onnx(
     model_or_config,
     out_path: str,
@@ -172,8 +156,8 @@ def export_onnx(
         "operators": list_onnx_operators(model_proto),
         "full_graph": f"not exported: {FULL_GRAPH_BLOCKER}",
     }
-    write_atomically(out_path, model_proto.SerializeToString())
-    write_atomically(metadata_path(out_path), (json.dumps(metadata, indent=1) + "\n").encode())
+    write_bytes(out_path, model_proto.SerializeToString())
+    write_text(metadata_path(out_path), json.dumps(metadata, indent=1) + "\n")
     return out_path
 
 

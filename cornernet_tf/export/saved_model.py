@@ -33,9 +33,9 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 
+from cornernet_tf.atomic_files import replacing_dir
 from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 
@@ -254,8 +254,6 @@ def export_saved_model(
     model, cfg = prepare_model(model_or_config, weights, config=config)
     info = resolve_dataset_info(cfg, category_ids, dataset_info, weights)
     max_detections = int(max_detections or cfg.export.max_detections)
-    if os.path.exists(version_dir):
-        shutil.rmtree(version_dir)
     mean = cfg.data.mean if cfg.data.mean else COCO_MEAN_RGB
     std = cfg.data.std if cfg.data.std else COCO_STD_RGB
     test_config = scaled_test_config(cfg)  # test.scales times data.image_scale
@@ -265,24 +263,27 @@ def export_saved_model(
         SIGNATURE_BYTES: module.serve_bytes.get_concrete_function(),
     }
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
-    tf.saved_model.save(module, version_dir, signatures=signatures, options=options)
-    if warmup:
-        _write_warmup(version_dir)
-    extra = os.path.join(version_dir, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as fh:
-        json.dump(
-            {
-                "name": cfg.name,
-                "backbone": cfg.model.backbone,
-                "class_names": list(info.class_names),
-                "category_ids": list(info.category_ids),
-                "max_detections": max_detections,
-                "signatures": {SIGNATURE_IMAGES: INPUT_IMAGES, SIGNATURE_BYTES: INPUT_BYTES},
-                "outputs": list(OUTPUT_KEYS),
-                "test": dataclasses.asdict(test_config),
-            },
-            fh,
-            indent=1,
-        )
+    # Built in a temporary folder beside it and renamed: TF Serving, which watches out_dir, never
+    # sees a half-written version, and a failed export leaves no folder behind.
+    with replacing_dir(version_dir, errors=(tf.errors.OpError,)) as building:
+        tf.saved_model.save(module, building, signatures=signatures, options=options)
+        if warmup:
+            _write_warmup(building)
+        extra = os.path.join(building, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "name": cfg.name,
+                    "backbone": cfg.model.backbone,
+                    "class_names": list(info.class_names),
+                    "category_ids": list(info.category_ids),
+                    "max_detections": max_detections,
+                    "signatures": {SIGNATURE_IMAGES: INPUT_IMAGES, SIGNATURE_BYTES: INPUT_BYTES},
+                    "outputs": list(OUTPUT_KEYS),
+                    "test": dataclasses.asdict(test_config),
+                },
+                fh,
+                indent=1,
+            )
     return version_dir

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cornernet_tf.atomic_files import write_bytes, write_json
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import fixed_size_settings
 from cornernet_tf.errors import InvalidValueError
@@ -308,9 +308,7 @@ def convert_variants(
         saved_model = save_network(model, input_hw, os.path.join(tmp, "saved_model"))
         for quantize, out_path in out_paths.items():
             flatbuffer = convert_saved_model(saved_model, quantize, representative)
-            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-            with open(out_path, "wb") as fh:
-                fh.write(flatbuffer)
+            write_bytes(out_path, flatbuffer)
             metadata = {
                 "format": METADATA_FORMAT,
                 "name": cfg.name,
@@ -333,6 +331,5 @@ def convert_variants(
                 "representative_images": len(representative or []) if quantize == "int8" else 0,
                 "operators": list_operators(flatbuffer),
             }
-            with open(metadata_path(out_path), "w", encoding="utf-8") as fh:
-                json.dump(metadata, fh, indent=1)
+            write_json(metadata_path(out_path), metadata, indent=1)
     return dict(out_paths)

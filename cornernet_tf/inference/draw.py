@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cornernet_tf.atomic_files import write_bytes
+
 # Corner heatmap colours of the overlay: top-left corners red, bottom-right corners blue.
 TL_COLOUR = (255, 48, 48)
 BR_COLOUR = (48, 96, 255)
@@ -125,9 +127,5 @@ def save_png(image: Image.Image, path: str | os.PathLike | None = None) -> bytes
     image.save(buffer, format="PNG")
     data = buffer.getvalue()
     if path is not None:
-        folder = os.path.dirname(os.fspath(path))
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(data)
+        write_bytes(os.fspath(path), data)  # creates the folder; atomic
     return data

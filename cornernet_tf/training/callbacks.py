@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from cornernet_tf import atomic_files
+
 
 def _iterations(model) -> int:
     return int(model.optimizer.iterations.numpy())
@@ -99,29 +101,36 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         self.chief = chief
         self.guard = guard
         self.restored_step = 0
+        self._restored = False
+
+    def restore(self, model) -> int:
+        """Load the backup into ``model`` before ``fit`` (weights, optimizer state, step counter)
+        and return the restored step; ``fit`` then starts from the epoch of that step (see
+        ``fit.py``), not from the epoch count of the run that wrote the backup."""
+        self.set_model(model)
+        self._load_model()
+        model._initial_epoch = None  # fit's initial_epoch decides
+        self._restored = True
+        self.restored_step = _iterations(model)
+        return self.restored_step
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self.restored_step = _iterations(self.model)
+        if not self._restored:
+            super().on_train_begin(logs)
+            self.restored_step = _iterations(self.model)
 
     def _save_model(self):
         """Write the weights, then the metadata, each to a temporary file renamed into place, so
-        that a process killed while saving leaves the previous backup intact."""
+        that a process killed (or a disk filled) while saving leaves the previous backup intact."""
         if not self.chief or (self.guard is not None and self.guard.tripped):
             return
-        os.makedirs(self.backup_dir, exist_ok=True)
-        tmp_weights = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
-        self.model.save_weights(tmp_weights, overwrite=True)
+        atomic_files.save_weights(self._weights_path, self.model)
         metadata = {
             "epoch": self._current_epoch,
             "batch": self._last_batch_seen,
             "step": _iterations(self.model),
         }
-        tmp_metadata = self._training_metadata_path + ".partial"
-        with open(tmp_metadata, "w", encoding="utf-8") as fh:
-            json.dump(metadata, fh)
-        os.replace(tmp_weights, self._weights_path)
-        os.replace(tmp_metadata, self._training_metadata_path)
+        atomic_files.write_json(self._training_metadata_path, metadata)
 
 
 class LastCheckpoint(keras.callbacks.Callback):
@@ -136,7 +145,7 @@ class LastCheckpoint(keras.callbacks.Callback):
     def _save(self):
         if self.guard is not None and self.guard.tripped:
             return
-        self.model.save_weights(self.path, overwrite=True)
+        atomic_files.save_weights(self.path, self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_epochs == 0:
@@ -144,6 +153,75 @@ class LastCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._save()
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the weights whenever ``monitor`` beats the best score so far, earlier runs included.
+
+    ``keras.callbacks.ModelCheckpoint`` starts every ``fit`` from +-inf, so the first validation
+    after a resume always replaced the best weights, even with a worse score. Here the score of
+    ``path`` is kept in ``state_path`` (JSON: monitor, mode, value, step), written after the
+    weights; without it (an older work directory) the best ``monitor`` value in ``history_path``
+    is used. Non-finite scores and weights after a tripped ``guard`` are never saved.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        state_path: str,
+        monitor: str,
+        mode: str,
+        guard: NonFiniteLossGuard | None = None,
+        history_path: str | None = None,
+    ):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"BestCheckpoint: mode must be 'min' or 'max', got {mode!r}")
+        self.path = path
+        self.state_path = state_path
+        self.monitor = monitor
+        self.mode = mode
+        self.guard = guard
+        self.best = self._previous_best(history_path)
+
+    def _previous_best(self, history_path: str | None) -> float | None:
+        if not os.path.exists(self.path):
+            return None
+        state = read_json(self.state_path)
+        if state.get("monitor") == self.monitor and state.get("mode") == self.mode:
+            return float(state["value"])
+        if state or not history_path:  # another criterion: start afresh
+            return None
+        values = [r.get(self.monitor) for r in read_history(history_path)]
+        values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
+        if not values:
+            return None
+        return max(values) if self.mode == "max" else min(values)
+
+    def _improves(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.tripped:
+            return
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(np.asarray(value))
+        if not math.isfinite(value) or not self._improves(value):
+            return
+        atomic_files.save_weights(self.path, self.model)
+        state = {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "value": value,
+            "step": _iterations(self.model),
+            "epoch": epoch + 1,
+        }
+        atomic_files.write_json(self.state_path, state, indent=1)
+        self.best = value
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -263,19 +341,14 @@ class CSVHistory(keras.callbacks.Callback):
             row[key] = _plain(value)
         rows = read_history(self.path)
         columns = list(rows[0].keys()) if rows else []
-        new = [k for k in row if k not in columns]
-        if new or not rows:
-            columns += new
-            rows = [{k: _plain(v) for k, v in r.items()} for r in rows] + [row]
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=columns, restval="")
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
-        else:
-            with open(self.path, "a", newline="", encoding="utf-8") as fh:
-                csv.DictWriter(fh, fieldnames=columns, restval="").writerow(row)
+        columns += [k for k in row if k not in columns]
+        rows = [{k: _plain(v) for k, v in r.items()} for r in rows] + [row]
+        # The whole file is rewritten to a temporary and renamed: an append that fails half-way
+        # (full disk) would leave a torn last row.
+        with atomic_files.open_atomic(self.path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def _plain(value):
@@ -304,8 +377,15 @@ def read_history(path: str) -> list[dict]:
     return out
 
 
+def read_json(path: str) -> dict:
+    """A small JSON state file, or {} when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_json(path: str, payload: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_files.write_json(path, payload, indent=2, sort_keys=True)

@@ -11,6 +11,7 @@ See ``workdir.py`` for the files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -21,11 +22,13 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from cornernet_tf.atomic_files import save_weights
 from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data.image_scale import resolve_image_scale
 from cornernet_tf.losses import loss_weights
 from cornernet_tf.modeling.cornernet import build_model as build_network
 from cornernet_tf.training import callbacks as cb
+from cornernet_tf.training.lock import workdir_lock
 from cornernet_tf.training.plots import plot_history
 from cornernet_tf.training.schedule import build_schedule
 from cornernet_tf.training.steps import NonFiniteLossError, non_finite_details
@@ -36,7 +39,7 @@ from cornernet_tf.training.strategy import (
     precision_policy,
 )
 from cornernet_tf.training.task import CornerNetTask
-from cornernet_tf.training.workdir import WorkdirPaths, prepare_workdir
+from cornernet_tf.training.workdir import WorkdirPaths, check_workdir, save_config
 
 logger = logging.getLogger("cornernet_tf.training")
 
@@ -154,13 +157,24 @@ def _monitor(ap: bool, validation: bool) -> tuple[str, str]:
     return ("val_loss", "min") if validation else ("loss", "min")
 
 
-def _read_summary(paths: WorkdirPaths) -> dict:
-    import json
+def epoch_plan(resumed_step: int, max_steps: int, steps_per_epoch: int) -> tuple[int, int]:
+    """``(initial_epoch, epochs)`` for ``model.fit`` continuing at ``resumed_step``.
 
-    if not os.path.exists(paths.summary):
-        return {}
-    with open(paths.summary, encoding="utf-8") as fh:
-        return json.load(fh)
+    Counted in steps, not in the epochs of the run that wrote the backup: that run may have had
+    another ``max_steps`` (hence another effective ``steps_per_epoch``), and raising
+    ``train.max_steps`` on a finished run must train the extra steps. A first epoch that starts
+    mid-way is cut at ``max_steps`` by ``StopAtStep`` like any other.
+    """
+    initial_epoch = resumed_step // steps_per_epoch
+    remaining = max(max_steps - resumed_step, 0)
+    return initial_epoch, initial_epoch + math.ceil(remaining / steps_per_epoch)
+
+
+def _nothing_to_do(paths: WorkdirPaths, step: int, max_steps: int) -> TrainResult:
+    print(
+        f"{paths.root}: already trained to step {step} (train.max_steps={max_steps}); nothing to do"
+    )
+    return TrainResult({}, step, step, 0.0, paths)
 
 
 def train(
@@ -193,8 +207,11 @@ def train(
 
     Raises:
       ConfigError: bad config, batch that does not divide across replicas, a work directory
-        holding another model's checkpoints, or a model.num_classes other than the training
-        data's number of categories (before anything is built or written).
+        holding another model's checkpoints (or checkpoints without config.yaml), or a
+        model.num_classes other than the training data's number of categories; nothing is
+        built or written to the work directory before these checks.
+      OutputPathError: the work directory is in use by another ``train`` or not writable, or a
+        file could not be written (full disk): its previous version is left intact.
       NonFiniteLossError: the loss or the gradients became NaN/inf; the error names the step
         and the image ids of its batch, and ``error.checkpoint`` holds the weights from before it.
     """
@@ -208,24 +225,63 @@ def train(
     # data.image_scale "auto" becomes a number here, so the saved config.yaml holds it for eval,
     # detect and export of this work directory.
     config = resolve_image_scale(config, announce=chief)
-    paths = prepare_workdir(workdir, config, write=chief)
-    done = _read_summary(paths).get("final_step", 0)
+    paths = check_workdir(workdir, config)  # refused before anything is written
+    done = cb.read_json(paths.summary).get("final_step", 0)
     if done >= t.max_steps and paths.has_training_state():
-        print(
-            f"{paths.root}: already trained to step {done} (train.max_steps={t.max_steps}); nothing to do"
+        return _nothing_to_do(paths, done, t.max_steps)
+    # One run per work directory; taking the lock also proves the folder writable.
+    with workdir_lock(paths.root) if chief else contextlib.nullcontext():
+        return _train_in(
+            config,
+            paths,
+            strategy,
+            chief,
+            progress=progress,
+            extra_callbacks=extra_callbacks,
+            train_dataset=train_dataset,
+            train_source=train_source,
+            val_dataset=val_dataset,
+            return_model=return_model,
+            max_seconds=max_seconds,
+            evaluate=evaluate,
         )
-        return TrainResult({}, done, done, 0.0, paths)
 
+
+def _train_in(
+    config: Config,
+    paths: WorkdirPaths,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    progress: bool,
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+    train_dataset,
+    train_source,
+    val_dataset,
+    return_model: bool,
+    max_seconds: float | None,
+    evaluate: Callable[..., dict] | None,
+) -> TrainResult:
+    """``train`` once the work directory is checked and locked."""
+    t = config.train
     steps_per_epoch = min(t.steps_per_epoch, t.max_steps)
-    epochs = math.ceil(t.max_steps / steps_per_epoch)
     validation = has_validation_data(config) or val_dataset is not None
-    validate_at = validation_epochs(epochs, t.val_every_epochs)
     ap = evaluate is not None and has_validation_data(config) and t.val_ap_images > 0 and chief
 
     start = time.perf_counter()
     with precision_policy(t.mixed_precision):
         keras.utils.set_random_seed(t.seed)
         model = build_and_compile(config, strategy)
+        guard = cb.NonFiniteLossGuard()
+        backup = cb.ResumableBackup(
+            paths.backup, save_freq=t.backup_every_steps or "epoch", chief=chief, guard=guard
+        )
+        resumed_step = backup.restore(model)
+        if resumed_step >= t.max_steps:  # finished, but stopped before its summary was written
+            return _nothing_to_do(paths, resumed_step, t.max_steps)
+        initial_epoch, epochs = epoch_plan(resumed_step, t.max_steps, steps_per_epoch)
+        validate_at = validation_epochs(epochs, t.val_every_epochs)
+        if chief:
+            save_config(paths, config)
         if train_dataset is None:
             train_dataset, configured_val = make_datasets(
                 config, strategy, has_validation_data(config), train_source
@@ -234,10 +290,6 @@ def train(
             if chief:
                 _save_dataset_info(paths, config, train_dataset)
 
-        guard = cb.NonFiniteLossGuard()
-        backup = cb.ResumableBackup(
-            paths.backup, save_freq=t.backup_every_steps or "epoch", chief=chief, guard=guard
-        )
         callbacks = [backup, cb.StopAtStep(t.max_steps), guard, cb.LearningRateLogger()]
         if max_seconds is not None:
             callbacks.append(cb.TimeBudget(max_seconds))
@@ -249,13 +301,8 @@ def train(
             monitor, mode = _monitor(ap, validation)
             callbacks += [
                 cb.LastCheckpoint(paths.last, t.checkpoint_every_epochs, guard),
-                keras.callbacks.ModelCheckpoint(
-                    paths.best,
-                    monitor=monitor,
-                    mode=mode,
-                    save_best_only=True,
-                    save_weights_only=True,
-                    verbose=0,
+                cb.BestCheckpoint(
+                    paths.best, paths.best_state, monitor, mode, guard, history_path=paths.history
                 ),
                 cb.EpochTimer(),  # after the checkpoints and COCO AP: their time is in epoch_seconds
                 cb.CSVHistory(paths.history),
@@ -267,6 +314,7 @@ def train(
             history = model.fit(
                 train_dataset,
                 epochs=epochs,
+                initial_epoch=initial_epoch,
                 steps_per_epoch=steps_per_epoch,
                 validation_data=val_dataset,
                 validation_steps=t.validation_steps,
@@ -306,7 +354,7 @@ def _save_dataset_info(paths: WorkdirPaths, config: Config, train_dataset) -> No
         from cornernet_tf.data import dataset_info
 
         info = dataset_info(config.data, training=True)
-    info.save(paths.dataset_info)
+    info.save(paths.dataset_info)  # written atomically
 
 
 def _tensorboard(paths: WorkdirPaths) -> list:
@@ -330,7 +378,7 @@ def _non_finite(
         # (and optimizer state) from before the bad step.
         checkpoint = paths.before_step(step)
         if chief:
-            model.save_weights(checkpoint, overwrite=True)
+            save_weights(checkpoint, model)
         ids = (
             ", ".join(str(i) for i in image_ids)
             if image_ids

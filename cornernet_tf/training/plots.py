@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from cornernet_tf.atomic_files import write_with
+
 PANELS = (
     ("loss", "total loss"),
     ("focal", "focal (heatmaps)"),
@@ -76,6 +78,8 @@ def plot_history(rows: Sequence[dict], path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
     return path

@@ -6,11 +6,16 @@
     WORKDIR/dataset_info.json    class names and dataset category ids (read by export and detect)
     WORKDIR/last.weights.h5      latest weights (every train.checkpoint_every_epochs, and at the end)
     WORKDIR/best.weights.h5      best so far by val_AP, else val_loss, else the training loss
+    WORKDIR/best.json            the score of best.weights.h5 (a resumed run saves only a better one)
     WORKDIR/backup/              keras BackupAndRestore state (weights + optimizer + epoch)
     WORKDIR/history.csv          one row per epoch: losses, validation metrics, lr, step
     WORKDIR/loss_curves.png      the curves of history.csv
     WORKDIR/tensorboard/         TensorBoard logs
     WORKDIR/summary.json         final step, time, paths (written at the end)
+    WORKDIR/.lock                held by the running ``train`` (a second one on WORKDIR is refused)
+
+Every file is written to a temporary name and renamed (``cornernet_tf.atomic_files``), and the
+work directory is checked before anything is written to it: a refused command changes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from cornernet_tf.atomic_files import open_atomic
 from cornernet_tf.config import Config, ConfigError
 
 
@@ -46,6 +52,14 @@ class WorkdirPaths:
     @property
     def best(self) -> str:
         return self._join("best.weights.h5")
+
+    @property
+    def best_state(self) -> str:
+        return self._join("best.json")
+
+    @property
+    def lock(self) -> str:
+        return self._join(".lock")
 
     @property
     def backup(self) -> str:
@@ -98,9 +112,14 @@ def read_saved_config(paths: WorkdirPaths) -> dict:
 
 
 def check_compatible(paths: WorkdirPaths, config: Config) -> None:
-    """Refuse a work directory whose checkpoints belong to a different model."""
-    if not (os.path.exists(paths.config) and paths.has_training_state()):
+    """Refuse a work directory whose checkpoints belong to a different model, or to an unknown one."""
+    if not paths.has_training_state():
         return
+    if not os.path.exists(paths.config):
+        raise ConfigError(
+            f"{paths.root} holds checkpoints but no config.yaml, so the model they belong to is "
+            f"unknown; put back {paths.config} or use another --workdir"
+        )
     saved = read_saved_config(paths).get("model", {})
     current = dataclasses.asdict(config.model)
     mismatches = _diff(saved, current, "model")
@@ -112,18 +131,27 @@ def check_compatible(paths: WorkdirPaths, config: Config) -> None:
         )
 
 
-def prepare_workdir(workdir: str, config: Config, write: bool = True) -> WorkdirPaths:
-    """Check ``workdir`` against ``config`` and (on the chief) save the resolved config there."""
+def check_workdir(workdir: str, config: Config) -> WorkdirPaths:
+    """The paths of ``workdir`` once it is known to suit ``config``; writes nothing."""
     if not workdir:
         raise ConfigError("a work directory is required (--workdir)")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir} exists and is not a directory")
     paths = WorkdirPaths(os.path.abspath(workdir))
     check_compatible(paths, config)
+    return paths
+
+
+def save_config(paths: WorkdirPaths, config: Config) -> None:
+    """Write the resolved config of the run to ``WORKDIR/config.yaml`` (atomically)."""
+    os.makedirs(paths.root, exist_ok=True)
+    with open_atomic(paths.config) as fh:
+        yaml.safe_dump(config.to_dict(), fh, sort_keys=False, default_flow_style=None)
+
+
+def prepare_workdir(workdir: str, config: Config, write: bool = True) -> WorkdirPaths:
+    """Check ``workdir`` against ``config`` and (on the chief) save the resolved config there."""
+    paths = check_workdir(workdir, config)
     if write:
-        os.makedirs(paths.root, exist_ok=True)
-        tmp = paths.config + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(config.to_dict(), fh, sort_keys=False, default_flow_style=None)
-        os.replace(tmp, paths.config)
+        save_config(paths, config)
     return paths
