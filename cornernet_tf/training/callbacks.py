@@ -159,7 +159,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 class EpochTimer(keras.callbacks.Callback):
     """Log where each epoch's wall time went: ``train_seconds`` (the training steps),
-    ``val_seconds`` (validation loss) and ``epoch_seconds`` (everything up to this callback,
+    ``val_seconds`` (validation loss, on validating epochs) and ``epoch_seconds`` (everything up to this callback,
     so placed after the checkpoint and COCO AP callbacks it includes them)."""
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -181,8 +181,18 @@ class EpochTimer(keras.callbacks.Callback):
         now = time.perf_counter()
         logs["train_seconds"] = round((self._steps_end or now) - self._begin, 2)
         validated = self._val_begin is not None and self._val_end is not None
-        logs["val_seconds"] = round(self._val_end - self._val_begin, 2) if validated else 0.0
+        if validated:  # like the other val_* values, only on the epochs that validate
+            logs["val_seconds"] = round(self._val_end - self._val_begin, 2)
         logs["epoch_seconds"] = round(now - self._begin, 2)
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint(save_best_only=True)`` that passes over the epochs without the monitored
+    value (``val_*`` exists only on validating epochs) instead of warning at each of them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor in (logs or {}):
+            super().on_epoch_end(epoch, logs)
 
 
 class CocoAPCallback(keras.callbacks.Callback):
@@ -192,7 +202,7 @@ class CocoAPCallback(keras.callbacks.Callback):
     ``evaluate(model, config, max_images=..., progress=False)`` returns a dict with ``AP``,
     ``AP50`` and ``num_images``: ``cornernet_tf.eval.runner.evaluate`` (the official test procedure
     and pycocotools), handed in by the caller because evaluation sits in a layer above training.
-    Epochs without an evaluation log NaN, so every epoch has the same columns in the CSV log.
+    Epochs without an evaluation add nothing to the logs (the CSV log leaves those cells empty).
     """
 
     KEYS = ("val_AP", "val_AP50")
@@ -230,7 +240,6 @@ class CocoAPCallback(keras.callbacks.Callback):
         if logs is None:
             return
         if epoch + 1 not in self.epochs:
-            logs.update({k: float("nan") for k in self.KEYS})
             return
         result = self.evaluate()
         logs.update({k: result[k] for k in self.KEYS})
