@@ -157,3 +157,23 @@ def test_native_lines_filter_drops_only_the_named_lines(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr.splitlines() == ["real error", "python stderr", "after harmless E0000"]
+
+
+def test_quiet_harmless_logs_keeps_a_users_level_and_drops_only_known_warnings(monkeypatch, caplog):
+    import logging
+
+    from cornernet_tf import log_noise
+
+    absl_logger = logging.getLogger("absl")
+    monkeypatch.setattr(absl_logger, "filters", [])
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    log_noise.quiet_harmless_logs()
+    log_noise.quiet_harmless_logs()  # idempotent: one filter
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and len(absl_logger.filters) == 1
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    log_noise.quiet_harmless_logs()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        absl_logger.warning("Importing a function (f) with ops with unsaved custom gradients.")
+        absl_logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
