@@ -8,10 +8,16 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test test-all lint bench venv native clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# TensorFlow: the CPU-only wheel by default (half the download of `tensorflow`; README "Install");
+# TENSORFLOW=tensorflow for the full one. tensorflow-serving-api declares `tensorflow`, so beside
+# tensorflow-cpu it goes in with --no-deps (with TENSORFLOW=tensorflow [serving] has it already).
+TENSORFLOW ?= tensorflow-cpu
+EXTRAS ?= serving,tflite,onnx,tfds,test,lint
+
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[cpu,serving,tflite,onnx,test,lint]'
+	CORNERNET_TENSORFLOW=$(TENSORFLOW) $(PIP) install -q -e '.[$(EXTRAS)]'
 	$(PIP) install -q --no-deps 'tensorflow-serving-api>=2.16,<2.22'
 	touch $@
 

@@ -21,6 +21,7 @@ import sys
 import cornernet_tf.commands as commands_pkg
 from cornernet_tf import __version__
 from cornernet_tf.commands._ranges import check_option_ranges
+from cornernet_tf.log_noise import quiet_harmless_logs
 
 DEBUG_ENV = "CORNERNET_DEBUG"
 DEBUG_HELP = f"show the full traceback of any error (also {DEBUG_ENV}=1)"
@@ -74,6 +75,7 @@ def report_error(command: str, error: BaseException) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_harmless_logs()  # before any command imports TensorFlow
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -34,7 +34,8 @@ ENV PATH=${CUDA_HOME}/bin:${PATH}
 
 WORKDIR /opt/cornernet-tf
 COPY . .
-# No extras: the image's own CUDA TensorFlow stays (the [cpu] extra would add tensorflow-cpu).
+# No extras: the image's own CUDA TensorFlow (the `tensorflow` distribution) meets the core
+# requirement, so pip installs no other TensorFlow.
 # A portable CPU target (x86-64-v3: AVX2) because the image may run on other hosts than the builder.
 RUN pip install --no-cache-dir -e . \
  && CORNERNET_MARCH=x86-64-v3 CORNERNET_CUDA_ARCHS=${CUDA_ARCHS} python -m cornernet_tf.ops.build --force \

@@ -3,6 +3,7 @@ the ``serving/`` shims of a checkout, and (slow) what a built wheel holds."""
 
 import argparse
 import importlib
+import os
 import pathlib
 import pkgutil
 import shutil
@@ -123,8 +124,8 @@ def test_serving_shim_names_are_the_package_objects():
 # ------------------------------------------------------------------------------------- wheel
 
 
-@pytest.mark.slow
-def test_wheel_ships_configs_and_no_top_level_serving(tmp_path):
+def build_wheel(tmp_path, tensorflow: str | None = None) -> pathlib.Path:
+    """A wheel of this checkout (``tensorflow``: the CORNERNET_TENSORFLOW choice, None: default)."""
     # Build from a copy: an in-tree build leaves build/ behind, whose stale files a later wheel ships.
     source = tmp_path / "source"
     skip = (
@@ -139,15 +140,107 @@ def test_wheel_ships_configs_and_no_top_level_serving(tmp_path):
         "demo_out",
     )
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skip))
+    env = {k: v for k, v in os.environ.items() if k != "CORNERNET_TENSORFLOW"}
+    if tensorflow:
+        env["CORNERNET_TENSORFLOW"] = tensorflow
+    out = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
         check=True,
         cwd=tmp_path,
+        env=env,
     )
-    (wheel,) = tmp_path.glob("cornernet_tf-*.whl")
+    shutil.rmtree(source)
+    (wheel,) = out.glob("cornernet_tf-*.whl")
+    return wheel
+
+
+def wheel_requirements(wheel: pathlib.Path) -> tuple[set, dict]:
+    """``(core requirements, {extra: requirements})`` from the wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(name).decode().splitlines()
+    core, extras = set(), {}
+    for line in lines:
+        if line.startswith("Provides-Extra: "):
+            extras[line.split(": ", 1)[1]] = set()
+        elif line.startswith("Requires-Dist: "):
+            requirement, _, marker = line.split(": ", 1)[1].partition("; ")
+            if marker:
+                extras[marker.split('extra == "')[1].rstrip('"')].add(requirement)
+            else:
+                core.add(requirement)
+    return core, extras
+
+
+@pytest.mark.slow
+def test_wheel_ships_configs_and_no_top_level_serving(tmp_path):
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.rsplit("/", 1)[-1] for n in names if n.startswith("cornernet_tf/configs/")}
     assert shipped == {p.name for p in CONFIG_DIR.glob("*.yaml")}
     assert "cornernet_tf/serving/client.py" in names
     assert not [n for n in names if n.startswith("serving/")]
     assert any(n.startswith("cornernet_tf/ops/kernels/") for n in names)
+
+
+@pytest.mark.slow
+def test_wheel_requirements_name_tensorflow_and_each_extra(tmp_path):
+    core, extras = wheel_requirements(build_wheel(tmp_path / "default"))
+    assert "tensorflow<2.22,>=2.16" in core
+    assert not [r for r in core if r.startswith(("tensorflow-", "tensorboard"))]  # no tfds in core
+    assert extras["gpu"] == {"tensorflow[and-cuda]<2.22,>=2.16"}
+    assert "tensorflow-serving-api<2.22,>=2.16" in extras["serving"]
+    assert {"tfds", "tensorboard", "tflite", "onnx", "convert", "serving", "all"} <= set(extras)
+    assert extras["all"] == set().union(
+        *(extras[e] for e in ("serving", "tflite", "onnx", "convert", "tfds", "tensorboard"))
+    )
+
+    core, extras = wheel_requirements(build_wheel(tmp_path / "cpu", "tensorflow-cpu"))
+    assert "tensorflow-cpu<2.22,>=2.16" in core and "tensorflow<2.22,>=2.16" not in core
+    assert "gpu" not in extras  # it would install the second TensorFlow
+    assert not [r for e in extras.values() for r in e if r.startswith("tensorflow-serving")]
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_runs_the_demo(tmp_path):
+    """The wheel, installed (not editable) with nothing but its core requirements, runs the demo;
+    the steps of missing extras are skipped with the pip command. The CPU wheel of TensorFlow
+    keeps the download small (the default wheel differs only in naming ``tensorflow``)."""
+    wheel = build_wheel(tmp_path, "tensorflow-cpu")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=1800)
+    run = subprocess.run(
+        [venv / "bin" / "cornernet", "demo", "--out", "demo", "--steps", "2", "--minutes", "3"]
+        + ["--train-images", "8", "--val-images", "4"],
+        cwd=tmp_path,  # not the checkout: the installed package runs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    log = run.stdout
+    assert "\b" not in log and "\r" not in log
+    assert (
+        str(venv)
+        in subprocess.run(
+            [python, "-c", "import cornernet_tf; print(cornernet_tf.__file__)"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    # (grpcio comes with TensorFlow; the TF Serving protos do not.)
+    assert (
+        "skipped: the gRPC server needs tensorflow-serving-api, which is not installed: "
+        "pip install 'cornernet-tf[serving]'" in log
+    )
+    assert (
+        "skipped: the LiteRT step needs ai-edge-litert, which is not installed: "
+        "pip install 'cornernet-tf[tflite]'" in log
+    )
+    for name in ("train/last.weights.h5", "eval/metrics.json", "export/1/saved_model.pb"):
+        assert (tmp_path / "demo" / name).exists(), name

@@ -198,9 +198,9 @@ def load_source(
             num_images=num_images,
             class_map=class_map,
         )
-    import tensorflow_datasets as tfds
+    from cornernet_tf.data.tfds import import_tfds, tfds_dataset_info
 
-    from cornernet_tf.data.tfds import tfds_dataset_info
+    tfds = import_tfds()
 
     split = config.tfds_train_split if training else config.tfds_val_split
     builder = tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable
 
 logger = logging.getLogger("cornernet_tf.data")
+_LOGGED: set[str] = set()  # summaries logged so far (DatasetReport.log)
 
 # Counter names and their meaning, in the order the summary prints them.
 COUNTER_DOC = {
@@ -141,8 +142,13 @@ class DatasetReport:
         return "\n".join(lines)
 
     def log(self, level: int = logging.INFO) -> None:
-        """Log the summary; problems make it a warning."""
-        logger.log(logging.WARNING if self.problems else level, "%s", self.summary())
+        """Log the summary; problems make it a warning. A summary already logged in this process
+        is not repeated (training loads the validation set again at every COCO AP evaluation)."""
+        text = self.summary()
+        if text in _LOGGED:
+            return
+        _LOGGED.add(text)
+        logger.log(logging.WARNING if self.problems else level, "%s", text)
 
     def to_dict(self) -> dict:
         return {

@@ -10,6 +10,7 @@ order) and ``is_crowd``. Crowd objects are dropped, as in the official code; box
 from __future__ import annotations
 
 from cornernet_tf.data.info import DatasetInfo
+from cornernet_tf.extras import require
 
 # The 80 category ids of COCO 2014/2017 in ascending order: TFDS label k is COCO category
 # COCO_CATEGORY_IDS[k] (TFDS assigns labels in the annotation file's category order).
@@ -215,6 +216,11 @@ def to_source_element(example: dict) -> dict:
     }
 
 
+def import_tfds():
+    """``tensorflow_datasets`` (the ``[tfds]`` extra), or one line naming the extra."""
+    return require("tensorflow_datasets", "a TensorFlow Datasets source (data.tfds_name, --tfds)")
+
+
 def load_tfds(
     name: str,
     split: str,
@@ -230,7 +236,7 @@ def load_tfds(
     reads its files internally, so the loss is reported per pass as the number of examples missing
     from the split (:func:`report_lost_examples`), not per file.
     """
-    import tensorflow_datasets as tfds
+    tfds = import_tfds()
 
     read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed)
     ds, builder_info = tfds.load(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 
 import numpy as np
@@ -211,9 +212,7 @@ def evaluate(
     start = time.perf_counter()
     iterator = dataset.as_numpy_iterator()
     if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=total, desc="eval", unit="img", dynamic_ncols=True)
+        iterator = _progress(iterator, total)
     for element in iterator:
         image, image_id = element["image"], int(element["image_id"])
         boxes, classes = element["boxes"], element["classes"]
@@ -313,3 +312,24 @@ def format_report(metrics: dict) -> str:
     if "seconds_per_image" in metrics:
         lines.append(f" {metrics['seconds_per_image']:.3f} s per image")
     return "\n".join(lines)
+
+
+def _progress(iterator, total: int | None):
+    """A tqdm bar on a terminal; in redirected output (where tqdm's carriage returns would pile
+    up) a plain line at every tenth of the images."""
+    if getattr(sys.stderr, "isatty", None) and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(iterator, total=total, desc="eval", unit="img", dynamic_ncols=True)
+        return
+    every = max((total or 0) // 10, 1) if total else 100
+    start = time.perf_counter()
+    for done, element in enumerate(iterator, 1):
+        yield element
+        if done % every == 0 and done != total:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            print(
+                f"eval: {done}/{total or '?'} images ({rate:.2f} img/s)",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -20,8 +20,12 @@ from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.fixed_size_runner import FixedSizeDetector
 from cornernet_tf.export.fixed_size_runner import metadata_path as metadata_path
 from cornernet_tf.export.fixed_size_runner import read_metadata as _read_metadata
+from cornernet_tf.extras import require
+from cornernet_tf.log_noise import drop_native_lines
 
 METADATA_FORMAT = "cornernet-tflite/1"
+# LiteRT says at every first inference that it uses its default CPU delegate.
+HARMLESS_LITERT_LINES = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
 
 
 def read_metadata(tflite_path: str) -> dict:
@@ -39,13 +43,14 @@ class LiteRTDetector(FixedSizeDetector):
     """
 
     def __init__(self, model_path: str, num_threads: int = 2, metadata: dict | None = None):
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = require("ai_edge_litert.interpreter", "running a .tflite model").Interpreter
 
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"TFLite model not found: {model_path}")
         super().__init__(model_path, metadata or read_metadata(model_path))
         self.interpreter = Interpreter(model_path=model_path, num_threads=int(num_threads))
         self._runner = self.interpreter.get_signature_runner("serving_default")
+        self._started = False
         shape = self.metadata["input"]["shape"]
         actual = self._runner.get_input_details()["images"]
         if tuple(actual["shape"]) != tuple(shape) or actual["dtype"] != np.uint8:
@@ -55,7 +60,12 @@ class LiteRTDetector(FixedSizeDetector):
             )
 
     def run_network(self, canvas: np.ndarray) -> dict:
-        return self._runner(images=canvas)
+        if self._started:
+            return self._runner(images=canvas)
+        with drop_native_lines(HARMLESS_LITERT_LINES):  # the delegate is created on the first run
+            outputs = self._runner(images=canvas)
+        self._started = True
+        return outputs
 
     def __repr__(self) -> str:
         return (

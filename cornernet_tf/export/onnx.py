@@ -28,14 +28,14 @@ import json
 import os
 from collections.abc import Sequence
 
+from cornernet_tf import extras
 from cornernet_tf.atomic_files import write_bytes, write_text
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.detection.settings import fixed_size_settings
-from cornernet_tf.errors import InvalidValueError
+from cornernet_tf.errors import InvalidValueError, MissingDependencyError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.fixed_size_runner import metadata_path
 from cornernet_tf.export.onnx_runner import (  # noqa: F401
-    INSTALL_HINT,
     METADATA_FORMAT,
     read_onnx_metadata,
 )
@@ -47,20 +47,16 @@ FULL_GRAPH_BLOCKER = (
 )
 
 
-class MissingPackageError(ImportError):
+class MissingPackageError(MissingDependencyError):
     """An optional package of the ``[onnx]`` extra is not installed (one line naming the extra)."""
 
 
 def require(module: str, purpose: str):
     """Import ``module`` or raise :class:`MissingPackageError` naming the ``[onnx]`` extra."""
-    import importlib
-
     try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingPackageError(
-            f"{purpose} needs the '{module}' package, which is not installed: {INSTALL_HINT}"
-        ) from exc
+        return extras.require(module, purpose)
+    except MissingDependencyError as exc:
+        raise MissingPackageError(str(exc)) from exc.__cause__
 
 
 def list_onnx_operators(model_proto) -> dict:

@@ -18,9 +18,9 @@ import numpy as np
 from cornernet_tf.detection.contract import OUTPUT_KEYS
 from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.fixed_size_runner import FixedSizeDetector, read_metadata
+from cornernet_tf.extras import require
 
 METADATA_FORMAT = "cornernet-onnx/1"
-INSTALL_HINT = "pip install 'cornernet-tf[onnx]'"
 
 
 def read_onnx_metadata(onnx_path: str) -> dict:
@@ -29,13 +29,7 @@ def read_onnx_metadata(onnx_path: str) -> dict:
 
 
 def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ImportError(
-            f"running ONNX models needs the 'onnxruntime' package, which is not installed: {INSTALL_HINT}"
-        ) from exc
-    return onnxruntime
+    return require("onnxruntime", "running ONNX models")
 
 
 class OnnxDetector(FixedSizeDetector):

@@ -35,6 +35,8 @@ from cornernet_tf.errors import InvalidValueError
 from cornernet_tf.export.common import prepare_model, resolve_dataset_info
 from cornernet_tf.export.litert_runner import METADATA_FORMAT, metadata_path, read_metadata  # noqa: F401
 from cornernet_tf.export.postprocess import prepare_input, valid_input_size
+from cornernet_tf.extras import require
+from cornernet_tf.log_noise import drop_native_lines
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -138,6 +140,17 @@ def find_images(directory: str) -> list:
     return files
 
 
+# What the converter logs on every run and means nothing here: absl's note before its first line,
+# options the converter passes itself, and an attribute of Identity ops in the graph it builds
+# that TensorFlow ignores (the E-level line says so).
+HARMLESS_CONVERTER_LINES = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "] Ignored output_format.",
+    "] Ignored drop_control_dependency.",
+    "NodeDef mentions attribute Truncate which is not in the op definition: Op<name=Identity;",
+)
+
+
 def convert_saved_model(
     saved_model_dir: str, quantize: str = "none", representative: list | None = None
 ) -> bytes:
@@ -167,7 +180,7 @@ def convert_saved_model(
         ]
         converter.representative_dataset = lambda: ([x] for x in representative)
     try:
-        with _quiet_absl():
+        with _quiet_absl(), drop_native_lines(HARMLESS_CONVERTER_LINES):
             return shorten_tensor_names(converter.convert())
     except Exception as exc:  # the converter raises ConverterError and friends with long MLIR dumps
         message = str(exc).strip()
@@ -216,7 +229,7 @@ def _quiet_absl():
 
 def list_operators(tflite_model: bytes) -> dict:
     """``{operator name: count}`` of a TFLite flatbuffer; custom operators appear as ``CUSTOM:<name>``."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = require("ai_edge_litert.schema_py_generated", "TFLite export")
 
     model = schema.Model.GetRootAs(bytearray(tflite_model), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -279,6 +292,8 @@ def convert_variants(
     Returns ``{quantize: out_path}``.
     """
     from cornernet_tf.modeling.backbones import output_stride
+
+    require("ai_edge_litert.schema_py_generated", "TFLite export")  # before the minutes of work
 
     unknown = sorted(set(out_paths) - set(QUANTIZATIONS))
     if unknown or not out_paths:

@@ -151,11 +151,20 @@ def _check_pair(client_cert: str | None, client_key: str | None) -> None:
         )
 
 
+def _require_grpc() -> None:
+    """grpc and the TF Serving protos (the ``[serving]`` extra), or one line naming the extra."""
+    from cornernet_tf.extras import require
+
+    require("grpc", "a gRPC request")
+    require("tensorflow_serving.apis.prediction_service_pb2_grpc", "a gRPC request")
+
+
 def grpc_credentials(
     ca_cert: str | None = None, client_cert: str | None = None, client_key: str | None = None
 ):
     """``grpc.ssl_channel_credentials`` from PEM files: the CA that signed the server's certificate
     (None: the system's roots) and optionally a client certificate and key (mutual TLS)."""
+    _require_grpc()
     import grpc
 
     _check_pair(client_cert, client_key)
@@ -183,6 +192,7 @@ def rest_ssl_context(
 def _channel(host: str, port: int, credentials=None, server_name: str | None = None):
     """An insecure channel, or a TLS one with ``credentials`` (``server_name``: the name the
     server's certificate carries, when it differs from ``host``)."""
+    _require_grpc()
     import grpc
 
     target = f"{host}:{int(port)}"
@@ -205,6 +215,7 @@ def make_predict_request(
     version: int | None = None,
 ):
     """A ``PredictRequest`` carrying ``batch`` (any dtype: the server checks it)."""
+    _require_grpc()
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -230,6 +241,7 @@ def predict_request_grpc(
     """Send a ``PredictRequest``; returns ``{output: ndarray}`` (decoded with ``tf.make_ndarray``).
 
     ``credentials`` (:func:`grpc_credentials`) makes it a TLS call."""
+    _require_grpc()
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -285,6 +297,7 @@ def get_metadata_grpc(
     server_name: str | None = None,
 ) -> dict:
     """``{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}`` from GetModelMetadata."""
+    _require_grpc()
     import grpc
     from tensorflow.core.framework import types_pb2
     from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
@@ -550,12 +563,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    from cornernet_tf.errors import MissingDependencyError
+
     try:
         return run(args)
     except PredictionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MissingDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

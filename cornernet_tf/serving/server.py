@@ -352,6 +352,10 @@ def serve_in_process(
     (``grpc.ssl_server_credentials(...)``) serves TLS. Returns ``(server, port)``; stop it with
     ``server.stop(None)``.
     """
+    from cornernet_tf.extras import require
+
+    require("grpc", "the gRPC server")
+    require("tensorflow_serving.apis.prediction_service_pb2_grpc", "the gRPC server")
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 

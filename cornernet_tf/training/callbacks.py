@@ -237,7 +237,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 class EpochTimer(keras.callbacks.Callback):
     """Log where each epoch's wall time went: ``train_seconds`` (the training steps),
-    ``val_seconds`` (validation loss) and ``epoch_seconds`` (everything up to this callback,
+    ``val_seconds`` (validation loss, on validating epochs) and ``epoch_seconds`` (everything up to this callback,
     so placed after the checkpoint and COCO AP callbacks it includes them)."""
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -259,7 +259,8 @@ class EpochTimer(keras.callbacks.Callback):
         now = time.perf_counter()
         logs["train_seconds"] = round((self._steps_end or now) - self._begin, 2)
         validated = self._val_begin is not None and self._val_end is not None
-        logs["val_seconds"] = round(self._val_end - self._val_begin, 2) if validated else 0.0
+        if validated:  # like the other val_* values, only on the epochs that validate
+            logs["val_seconds"] = round(self._val_end - self._val_begin, 2)
         logs["epoch_seconds"] = round(now - self._begin, 2)
 
 
@@ -270,7 +271,7 @@ class CocoAPCallback(keras.callbacks.Callback):
     ``evaluate(model, config, max_images=..., progress=False)`` returns a dict with ``AP``,
     ``AP50`` and ``num_images``: ``cornernet_tf.eval.runner.evaluate`` (the official test procedure
     and pycocotools), handed in by the caller because evaluation sits in a layer above training.
-    Epochs without an evaluation log NaN, so every epoch has the same columns in the CSV log.
+    Epochs without an evaluation add nothing to the logs (the CSV log leaves those cells empty).
     """
 
     KEYS = ("val_AP", "val_AP50")
@@ -308,7 +309,6 @@ class CocoAPCallback(keras.callbacks.Callback):
         if logs is None:
             return
         if epoch + 1 not in self.epochs:
-            logs.update({k: float("nan") for k in self.KEYS})
             return
         result = self.evaluate()
         logs.update({k: result[k] for k in self.KEYS})
@@ -339,10 +339,10 @@ class CSVHistory(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "wall_time": round(time.time() - self._start, 3)}
         for key, value in (logs or {}).items():
             row[key] = _plain(value)
-        rows = read_history(self.path)
+        rows = _read_rows(self.path)  # as written: empty cells (epochs without validation) stay
         columns = list(rows[0].keys()) if rows else []
         columns += [k for k in row if k not in columns]
-        rows = [{k: _plain(v) for k, v in r.items()} for r in rows] + [row]
+        rows = rows + [row]
         # The whole file is rewritten to a temporary and renamed: an append that fails half-way
         # (full disk) would leave a torn last row.
         with atomic_files.open_atomic(self.path, "w", newline="") as fh:
@@ -359,14 +359,17 @@ def _plain(value):
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
-def read_history(path: str) -> list[dict]:
-    """Rows of a ``CSVHistory`` file as dicts of floats (empty cells -> NaN)."""
+def _read_rows(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def read_history(path: str) -> list[dict]:
+    """Rows of a ``CSVHistory`` file as dicts of floats (empty cells -> NaN)."""
     out = []
-    for row in rows:
+    for row in _read_rows(path):
         parsed = {}
         for key, value in row.items():
             try:

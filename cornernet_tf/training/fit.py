@@ -25,11 +25,13 @@ import tensorflow as tf
 from cornernet_tf.atomic_files import save_weights
 from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data.image_scale import resolve_image_scale
+from cornernet_tf.extras import available
 from cornernet_tf.losses import loss_weights
 from cornernet_tf.modeling.cornernet import build_model as build_network
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.lock import workdir_lock
 from cornernet_tf.training.plots import plot_history
+from cornernet_tf.training.progress import LOG_EVERY_STEPS, ProgressLines, is_terminal
 from cornernet_tf.training.schedule import build_schedule
 from cornernet_tf.training.steps import NonFiniteLossError, non_finite_details
 from cornernet_tf.training.strategy import (
@@ -194,7 +196,8 @@ def train(
     Args:
       config: a Config, a dict, or a YAML path; ``overrides`` are ``a.b=c`` strings on top.
       workdir: output folder (see ``workdir.py``); re-running the same command resumes.
-      progress: a Keras progress bar per epoch (else one line per epoch).
+      progress: a Keras progress bar on a terminal, one line every ``LOG_EVERY_STEPS`` steps and
+        one per epoch otherwise (redirected output); False: one line per epoch.
       extra_callbacks: appended after the standard ones.
       train_dataset, val_dataset: replace the configured input pipeline (elements as
         ``build_dataset``: ``(images, targets)`` with the *global* batch for one replica).
@@ -309,6 +312,11 @@ def _train_in(
             ]
             callbacks += _tensorboard(paths)
         callbacks += list(extra_callbacks)
+        bar = progress and is_terminal()
+        if not bar:  # plain lines, last: it prints what the callbacks above logged
+            callbacks.append(
+                ProgressLines(epochs, steps_per_epoch, LOG_EVERY_STEPS if progress else 0)
+            )
 
         try:
             history = model.fit(
@@ -320,7 +328,7 @@ def _train_in(
                 validation_steps=t.validation_steps,
                 validation_freq=validate_at,
                 callbacks=callbacks,
-                verbose=1 if progress else 2,
+                verbose=1 if bar else 0,
                 shuffle=False,  # the input pipeline shuffles
             )
         except tf.errors.InvalidArgumentError as error:
@@ -358,14 +366,10 @@ def _save_dataset_info(paths: WorkdirPaths, config: Config, train_dataset) -> No
 
 
 def _tensorboard(paths: WorkdirPaths) -> list:
-    """TensorBoard logs when the ``tensorboard`` package is installed (tensorflow-cpu lacks it)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        logger.warning(
-            "tensorboard is not installed: no TensorBoard logs (pip install tensorboard); "
-            "history.csv and loss_curves.png are written anyway"
-        )
+    """TensorBoard logs when the ``[tensorboard]`` extra is installed; without it nothing is said
+    (history.csv and loss_curves.png hold the same curves)."""
+    if not available("tensorboard"):
+        logger.info("tensorboard is not installed: no TensorBoard logs")
         return []
     return [keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch", write_graph=False)]
 
