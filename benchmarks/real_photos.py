@@ -131,12 +131,11 @@ def main(argv=None) -> int:
     overrides = [f"data.train_annotations={train_json}", f"data.train_images={images}"]
     overrides += list(args.overrides)
     config = load_config(args.config, overrides)
-    if args.steps is not None:  # a shorter (or longer) run keeps the decay at the same fraction
-        fraction = config.train.decay_step / config.train.max_steps
-        overrides += [
-            f"train.max_steps={args.steps}",
-            f"train.decay_step={max(1, round(args.steps * fraction))}",
-        ]
+    if args.steps is not None:  # a shorter (or longer) run keeps the decay at the same share
+        overrides.append(f"train.max_steps={args.steps}")
+        if not isinstance(config.train.decay_step, float):  # a fraction follows max_steps itself
+            share = config.train.decay_step / config.train.max_steps
+            overrides.append(f"train.decay_step={max(1, round(args.steps * share))}")
         config = load_config(args.config, overrides)
 
     load_before = load_average()

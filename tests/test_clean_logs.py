@@ -127,6 +127,7 @@ def test_progress_lines_per_epoch_only_and_a_short_last_epoch():
 
 def test_best_checkpoint_passes_over_epochs_without_the_value(tmp_path, recwarn):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")  # the checkpoint records the optimizer's step
     path = str(tmp_path / "best.weights.h5")
     best = cb.BestCheckpoint(path, str(tmp_path / "best.json"), monitor="val_AP", mode="max")
     best.set_model(model)

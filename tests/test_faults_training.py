@@ -176,12 +176,14 @@ def test_resume_trains_the_extra_steps_and_keeps_the_best_checkpoint_and_the_sch
     images, targets = make_batch(6, seed=7)
     train_ds = dataset(images, targets, 1).repeat()
     val = {k: v[:2] for k, v in targets.items()}
-    config = small_config(tmp_path, batch_size=1, max_steps=2, steps_per_epoch=4, decay_step=3)
+    # decay_step 0.75: a share of max_steps, step 3 of the extended 4 steps.
+    config = small_config(tmp_path, batch_size=1, max_steps=2, steps_per_epoch=4, decay_step=0.75)
     workdir = tmp_path / "run"
     state = finished_run(workdir, config, 2, dataset(images[:2], val, 1))
     assert state["monitor"] == "val_loss" and state["step"] == 2
     best = (workdir / "best.weights.h5").read_bytes()
-    assert train(config, str(workdir), progress=False).seconds == 0.0  # finished: nothing to do
+    finished = train(config, str(workdir), progress=False, train_dataset=train_ds)
+    assert finished.seconds == 0.0  # finished: nothing to do
 
     # Validation images 50x brighter than anything seen: a much higher validation loss.
     worse = dataset(images[:2] * 50.0, val, 1)
@@ -235,7 +237,7 @@ def shapes_config(tmp_path_factory):
             "max_steps": 1,
             "steps_per_epoch": 1,
             "learning_rate": 1e-3,
-            "decay_step": 1000,
+            "decay_step": 1.0,  # a share of max_steps: no decay within the run
             "val_ap_images": 0,
         },
     }
@@ -368,6 +370,7 @@ def test_file_size_limit_ends_train_with_one_line_and_loadable_checkpoints(tmp_p
 def test_refused_work_directories_are_left_untouched(tmp_path):
     config = small_config(tmp_path)
     other = load_config(config, ["model.dims=[16, 32]"])
+    data = dataset(*make_batch(2, seed=1), 1)  # never read: the work directory is refused first
 
     # Checkpoints of another model.
     workdir = tmp_path / "other"
@@ -375,17 +378,17 @@ def test_refused_work_directories_are_left_untouched(tmp_path):
     (workdir / "last.weights.h5").write_bytes(b"weights of the other model")
     before = snapshot(workdir)
     with pytest.raises(ConfigError, match="another model"):
-        train(config, str(workdir), progress=False)
+        train(config, str(workdir), progress=False, train_dataset=data)
     assert snapshot(workdir) == before
 
     # Checkpoints without config.yaml: the model they belong to is unknown.
     os.remove(paths.config)
     before = snapshot(workdir)
     with pytest.raises(ConfigError, match="no config.yaml"):
-        train(config, str(workdir), progress=False)
+        train(config, str(workdir), progress=False, train_dataset=data)
     assert snapshot(workdir) == before
     with pytest.raises(ConfigError, match="no config.yaml"):
-        train(other, str(workdir), progress=False)
+        train(other, str(workdir), progress=False, train_dataset=data)
     assert snapshot(workdir) == before
 
 
@@ -410,7 +413,7 @@ def test_second_train_on_a_work_directory_is_refused_while_the_first_runs(tmp_pa
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(workdir)
         with pytest.raises(OutputPathError) as info:
-            train(config, str(workdir), progress=False)
+            train(config, str(workdir), progress=False, train_dataset=dataset(*make_batch(2), 1))
         message = str(info.value)
         assert str(workdir) in message and f"process {holder.pid}" in message
         assert "\n" not in message
