@@ -70,10 +70,24 @@ def print_fixed_size_summary(kind: str, path: str, meta: dict) -> None:
     print("operators: " + ", ".join(f"{k} x{v}" for k, v in meta["operators"].items()))
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the network's compute dtype, overriding ``test.precision``."""
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default=None,
+        help="dtype the network computes in (default test.precision, float32); maps and decoding "
+        "stay float32; auto = bfloat16 on CPUs with avx512_bf16/AMX and GPUs from Ampere",
+    )
+
+
 def load_config_from_args(args: argparse.Namespace):
     from cornernet_tf.config import load_config
 
-    return load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "precision", None):
+        overrides.append(f"test.precision={args.precision}")
+    return load_config(args.config, overrides)
 
 
 def add_category_arguments(parser: argparse.ArgumentParser) -> None:

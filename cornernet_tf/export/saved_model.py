@@ -116,7 +116,7 @@ def build_serving_module(
         return tf.map_fn(one, image_bytes, fn_output_signature=spec)
 
     module = tf.Module(name="cornernet_serving")
-    module.network_variables = [v.value for v in model.variables]
+    module.network_variables = [v.value for v in detector.model.variables]
     module.serve_images = serve_images
     module.serve_bytes = tf.function(
         serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
