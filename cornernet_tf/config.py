@@ -319,6 +319,8 @@ class TestConfig:
     score_threshold: float = 0.001  # soft-NMS drop threshold
     merge_bbox: bool = False
     weight_exp: float = 8.0
+    # The network's compute dtype (modeling/precision.py); auto: bfloat16 where the hardware has it.
+    precision: str = "float32"  # float32 | bfloat16 | float16 | auto
 
     def validate(self, where: str = "test") -> None:
         _check(
@@ -335,6 +337,10 @@ class TestConfig:
             f"{where}.nms_algorithm must be exp|linear|hard, got {self.nms_algorithm!r}",
         )
         _check(self.max_per_image >= 1, f"{where}.max_per_image must be >= 1")
+        _check(
+            self.precision in ("float32", "bfloat16", "float16", "auto"),
+            f"{where}.precision must be float32|bfloat16|float16|auto, got {self.precision!r}",
+        )
         check_ranges(self, where)
 
 

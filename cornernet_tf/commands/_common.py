@@ -70,12 +70,26 @@ def print_fixed_size_summary(kind: str, path: str, meta: dict) -> None:
     print("operators: " + ", ".join(f"{k} x{v}" for k, v in meta["operators"].items()))
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the network's compute dtype, overriding ``test.precision``."""
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default=None,
+        help="dtype the network computes in (default test.precision, float32); maps and decoding "
+        "stay float32; auto = bfloat16 on CPUs with avx512_bf16/AMX and GPUs from Ampere",
+    )
+
+
 def load_config_from_args(args: argparse.Namespace):
     """The config of ``--config`` and ``--set``; a null ``model.num_classes`` is taken from the
     dataset info beside ``--weights`` or from the configured data (data/classes.py)."""
     from cornernet_tf.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "precision", None):
+        overrides.append(f"test.precision={args.precision}")
+    config = load_config(args.config, overrides)
     if config.model.num_classes is None:
         from cornernet_tf.data.classes import num_classes_for_weights
 

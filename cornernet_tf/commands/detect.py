@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from cornernet_tf.commands._common import WEIGHTS_HELP, add_config_arguments, load_config_from_args
+from cornernet_tf.commands._common import (
+    WEIGHTS_HELP,
+    add_config_arguments,
+    add_precision_argument,
+    load_config_from_args,
+)
 from cornernet_tf.errors import InvalidValueError
 
 
@@ -55,6 +60,7 @@ def register(subparsers) -> None:
         help="class names, one per line or a COCO JSON (whose category ids are then used too; "
         "default: dataset_info.json beside the weights, else from the config)",
     )
+    add_precision_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -91,7 +97,7 @@ def run(args) -> int:
     )
     from cornernet_tf.inference.detector import Detector
     from cornernet_tf.load import category_ids_for
-    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.modeling.precision import build_model_in_precision
     from cornernet_tf.weights import load_weights
 
     if not 0.0 <= args.score_threshold <= 1.0:
@@ -103,7 +109,7 @@ def run(args) -> int:
     _refuse_overwriting_inputs(args, [stem for _, stem in sources])
     prepare_output_dir(args.out)
     config = load_config_from_args(args)
-    model = build_model(config.model)
+    model = build_model_in_precision(config.model, config.test.precision)
     load_weights(model, args.weights, config_name=args.config)
     names = class_names_for(
         config, config.model.num_classes, args.class_names, weights=args.weights

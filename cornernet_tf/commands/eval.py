@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 
-from cornernet_tf.commands._common import WEIGHTS_HELP, add_config_arguments, load_config_from_args
+from cornernet_tf.commands._common import (
+    WEIGHTS_HELP,
+    add_config_arguments,
+    add_precision_argument,
+    load_config_from_args,
+)
 from cornernet_tf.errors import InvalidValueError
 
 ORACLE_CHOICES = ("heatmaps", "heatmaps+offsets")
@@ -48,13 +53,14 @@ def register(subparsers) -> None:
         help="also report corner-detection mAP per image quadrant (paper Table 3)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_precision_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from cornernet_tf.commands._outputs import prepare_output_dir, refuse_overwriting
     from cornernet_tf.eval.runner import DETECTIONS_FILE, METRICS_FILE, evaluate, format_report
-    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.modeling.precision import build_model_in_precision
     from cornernet_tf.weights import load_weights
 
     if args.max_images is not None and args.max_images < 1:
@@ -69,7 +75,7 @@ def run(args) -> int:
         )
         prepare_output_dir(args.out)
     config = load_config_from_args(args)
-    model = build_model(config.model)
+    model = build_model_in_precision(config.model, config.test.precision)
     load_weights(model, args.weights, config_name=args.config)
     metrics = evaluate(
         model,

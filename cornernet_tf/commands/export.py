@@ -5,6 +5,7 @@ from __future__ import annotations
 from cornernet_tf.commands._common import (
     add_category_arguments,
     add_export_arguments,
+    add_precision_argument,
     load_config_from_args,
     parse_category_ids,
 )
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing version folder"
     )
+    add_precision_argument(parser)
     add_category_arguments(parser)
     parser.set_defaults(handler=run)
 

@@ -37,6 +37,7 @@ from cornernet_tf.detection.geometry import (
 )
 from cornernet_tf.detection.settings import as_test_config, decode_settings
 from cornernet_tf.inference.preprocess import as_rgb_uint8, model_output_stride, prepare_image
+from cornernet_tf.modeling.precision import model_in_precision
 from cornernet_tf.targets import encode_targets
 
 ORACLE_MODES = ("heatmaps", "heatmaps+offsets")
@@ -106,9 +107,9 @@ class OracleDetector:
     ):
         if mode not in ORACLE_MODES:
             raise ValueError(f"oracle mode must be one of {'|'.join(ORACLE_MODES)}, got {mode!r}")
-        self.model = model
         self.mode = mode
         self.config = as_test_config(test_config)
+        self.model = model_in_precision(model, self.config.precision)
         self.data_config = data_config or DataConfig()
         if num_classes is None:
             num_classes = model.model_config.num_classes

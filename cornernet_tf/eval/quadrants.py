@@ -44,6 +44,7 @@ from cornernet_tf.inference.preprocess import (
     model_output_stride,
     prepare_image,
 )
+from cornernet_tf.modeling.precision import model_in_precision
 from cornernet_tf.targets import object_radius
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -207,8 +208,8 @@ class CornerPredictor:
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
     ):
-        self.model = model
         self.config = test_config or TestConfig()
+        self.model = model_in_precision(model, self.config.precision)
         self.mean, self.std = tuple(mean), tuple(std)
         self._peaks = tf.function(self._peaks_fn, reduce_retracing=True)
 

@@ -117,6 +117,7 @@ def build_serving_module(
     import tensorflow as tf
 
     from cornernet_tf.data.pixel_limit import assert_encoded_within
+    from cornernet_tf.modeling.precision import model_in_precision
 
     detect = serving_detect_fn(model, test_config, category_ids, max_detections, mean, std)
 
@@ -149,7 +150,10 @@ def build_serving_module(
         return tf.map_fn(one, image_bytes, fn_output_signature=spec)
 
     module = tf.Module(name="cornernet_serving")
-    module.network_variables = [v.value for v in model.variables]
+    # The variables of the network the graph runs: a copy in test.precision when that is not
+    # the model's own (modeling/precision.py keeps one copy per model and precision).
+    network = model_in_precision(model, test_config.precision)
+    module.network_variables = [v.value for v in network.variables]
     module.serve_images = serve_images
     module.serve_bytes = tf.function(
         serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]

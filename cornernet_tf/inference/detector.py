@@ -25,6 +25,7 @@ from cornernet_tf.detection.finalise import finalise, keep_top, per_class_soft_n
 from cornernet_tf.detection.geometry import ScaleGeometry, merge_flip, rows_to_image
 from cornernet_tf.detection.settings import as_test_config, decode_settings
 from cornernet_tf.inference.preprocess import as_rgb_uint8, model_output_stride, prepare_image
+from cornernet_tf.modeling.precision import model_in_precision
 
 # The official map-back under its former name, for existing imports.
 rescale_detections = rows_to_image
@@ -70,6 +71,10 @@ class Detector:
         test procedure, and its boxes mapped back to the original pixels
         (``pixel_limit.MAX_NETWORK_SIDE`` by default).
 
+    The network computes in ``test.precision`` (float32 by default; a copy of ``model`` in
+    bfloat16 or float16 otherwise, see :mod:`cornernet_tf.modeling.precision`); its maps and the
+    decoding are float32 whatever the precision.
+
     ``detect(image)`` takes one RGB uint8 image ``[H, W, 3]`` (``[H, W]`` grey and ``[H, W, 4]``
     RGBA are converted) and returns ``{"boxes": [N, 4] x1 y1 x2 y2 in pixels, "scores": [N],
     "classes": [N] 0-based int}``, best first. An image of more than ``MAX_INPUT_PIXELS`` pixels
@@ -85,9 +90,9 @@ class Detector:
         jit_compile: bool = False,
         max_side: int = MAX_NETWORK_SIDE,
     ):
-        self.model = model
         self.max_side = int(max_side)
         self.config = as_test_config(test_config)
+        self.model = model_in_precision(model, self.config.precision)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(
                 f"Detector: mean and std need 3 values (RGB) with std > 0, got {mean} and {std}"
@@ -95,7 +100,7 @@ class Detector:
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.output_stride = model_output_stride(model)
-        self._forward = forward_decode_fn(model, self.config, jit_compile)
+        self._forward = forward_decode_fn(self.model, self.config, jit_compile)
 
     # ------------------------------------------------------------------ network
     def _network_batch(self, inputs: list) -> np.ndarray:

@@ -46,6 +46,7 @@ from cornernet_tf.detection.contract import (
 from cornernet_tf.detection.decode import decode_outputs
 from cornernet_tf.detection.settings import as_test_config, decode_settings
 from cornernet_tf.inference.preprocess import model_output_stride
+from cornernet_tf.modeling.precision import model_in_precision
 
 
 def preprocess_batch(images: tf.Tensor, scale: float, mean, std, output_stride: int = 4):
@@ -158,8 +159,9 @@ class GraphDetector(tf.Module):
         name: str = "cornernet_detector",
     ):
         super().__init__(name=name)
-        self.model = model
         self.config = as_test_config(test_config)
+        # The network in test.precision (float32 maps out whatever it computes in).
+        self.model = model_in_precision(model, self.config.precision)
         _check_graph_config(self.config)
         self.max_detections = int(max_detections or self.config.max_per_image)
         self.mean = tuple(float(v) for v in mean)
