@@ -81,20 +81,11 @@ def _fsync(path: str) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path: str, errors: tuple[type[BaseException], ...] = ()) -> Iterator[str]:
-    """Yield a temporary path to write ``path``'s new content to; rename it onto ``path`` after.
-
-    For writers that take a file name (``save_weights``, ``savefig``, ``TFRecordWriter``). On an
-    ``OSError`` (or one of ``errors``, e.g. ``tf.errors.OpError``) the temporary is removed and
-    :class:`OutputPathError` is raised; any other exception removes it and propagates.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = temporary_name(path)
+def _removed_on_failure(tmp: str, path: str, errors: tuple) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; an ``OSError`` (or one of ``errors``) becomes the
+    one-line :class:`OutputPathError` naming ``path``, anything else propagates."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
+        yield
     except OutputPathError:
         _remove(tmp)
         raise
@@ -104,6 +95,23 @@ def replacing(path: str, errors: tuple[type[BaseException], ...] = ()) -> Iterat
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def replacing(path: str, errors: tuple[type[BaseException], ...] = ()) -> Iterator[str]:
+    """Yield a temporary path to write ``path``'s new content to; rename it onto ``path`` after.
+
+    For writers that take a file name (``save_weights``, ``savefig``, ``TFRecordWriter``). On an
+    ``OSError`` (or one of ``errors``, e.g. ``tf.errors.OpError``) the temporary is removed and
+    :class:`OutputPathError` is raised; any other exception removes it and propagates.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = temporary_name(path)
+    with _removed_on_failure(tmp, path, errors):
+        os.makedirs(folder, exist_ok=True)
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -169,7 +177,7 @@ def replacing_dir(path: str, errors: tuple[type[BaseException], ...] = ()) -> It
     :func:`replacing`).
     """
     tmp = temporary_name(path.rstrip(os.sep))
-    try:
+    with _removed_on_failure(tmp, path, errors):
         os.makedirs(tmp)
         yield tmp
         if os.path.isdir(path):
@@ -179,12 +187,3 @@ def replacing_dir(path: str, errors: tuple[type[BaseException], ...] = ()) -> It
             _remove(old)
         else:
             os.replace(tmp, path)
-    except OutputPathError:
-        _remove(tmp)
-        raise
-    except (OSError, *errors) as exc:
-        _remove(tmp)
-        raise write_failed(path, exc) from exc
-    except BaseException:
-        _remove(tmp)
-        raise

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from small_models import SMALL_TF_POOL
 
 from cornernet_tf.cli import main as cli_main
 from cornernet_tf.config import ConfigError, load_config
@@ -23,16 +24,7 @@ from cornernet_tf.export.common import resolve_dataset_info
 from cornernet_tf.export.saved_model import OUTPUT_KEYS, next_version
 
 CONFIG = "configs/cornernet_tiny.yaml"
-# A narrow, shallow variant of the tiny hourglass: the export path is the same, tracing is quicker.
-SMALL = [
-    "model.dims=[16,16,16]",
-    "model.modules=[1,1,1]",
-    "model.stem_dims=[8,16]",
-    "model.cnv_dim=16",
-    "model.pool_dim=8",
-    "model.head_dim=8",
-    "model.corner_pool_impl=tf",
-]
+SMALL = SMALL_TF_POOL
 CATEGORY_IDS = [5, 7, 9]
 
 

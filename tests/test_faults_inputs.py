@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 from crafted_images import encoded, jpeg_declaring, png_header
 from PIL import Image
+from small_models import SMALL_TF_POOL
 
 from cornernet_tf.config import DataConfig, load_config
 from cornernet_tf.data import build_dataset, build_eval_dataset, load_coco, load_source, tfrecord
@@ -33,15 +34,7 @@ from cornernet_tf.data.shapes import generate_shapes
 from cornernet_tf.eval.detect_images import ImageReadError, detect_files, read_image
 
 CONFIG = "configs/cornernet_tiny.yaml"
-SMALL = [
-    "model.dims=[16,16,16]",
-    "model.modules=[1,1,1]",
-    "model.stem_dims=[8,16]",
-    "model.cnv_dim=16",
-    "model.pool_dim=8",
-    "model.head_dim=8",
-    "model.corner_pool_impl=tf",
-]
+SMALL = SMALL_TF_POOL
 
 
 # ------------------------------------------------------------------------------ header sizes

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from golden import load_golden
+from small_models import SMALL
 
 from cornernet_tf.config import ConfigError, TestConfig, load_config
 from cornernet_tf.detection.contract import OUTPUT_KEYS
@@ -16,15 +17,6 @@ from cornernet_tf.inference import Detector, GraphDetector
 from cornernet_tf.modeling import precision
 from cornernet_tf.modeling.precision import compute_dtype, model_in_precision, resolve_precision
 
-# A narrow tiny model, for the tests that build their own.
-SMALL = [
-    "model.dims=[16,16,16]",
-    "model.modules=[1,1,1]",
-    "model.stem_dims=[8,16]",
-    "model.cnv_dim=16",
-    "model.pool_dim=8",
-    "model.head_dim=8",
-]
 # Mean relative error of the heatmap logits allowed against float32 (module docstring).
 HEAT_TOLERANCE = {"bfloat16": 0.03, "float16": 0.005}
 

@@ -10,6 +10,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from small_models import SMALL
 
 from cornernet_tf.serving import client
 from cornernet_tf.serving.server import (
@@ -20,14 +21,6 @@ from cornernet_tf.serving.server import (
 )
 
 CONFIG = "configs/cornernet_tiny.yaml"
-SMALL = [
-    "model.dims=[16,16,16]",
-    "model.modules=[1,1,1]",
-    "model.stem_dims=[8,16]",
-    "model.cnv_dim=16",
-    "model.pool_dim=8",
-    "model.head_dim=8",
-]
 CATEGORY_IDS = [2, 4, 6]
 
 
