@@ -59,11 +59,12 @@ def test_mismatch_fails_before_the_first_step_and_the_workdir(
 def test_null_takes_the_dataset_count_into_config_yaml(tmp_path, two_class_set, monkeypatch):
     overrides, _ = two_class_set
 
-    def stop(config, _strategy):
+    def stop(config, *_args, **_kwargs):
         assert config.model.num_classes == 2
         raise _Stop
 
-    monkeypatch.setattr(fit, "build_and_compile", stop)
+    # Stopped when the input pipeline is made: after the model is built and config.yaml saved.
+    monkeypatch.setattr(fit, "make_datasets", stop)
     workdir = tmp_path / "run"
     with pytest.raises(_Stop):
         fit.train(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cornernet_tf.config import TestConfig
 from cornernet_tf.eval.quadrants import (
     QUADRANTS,
     CornerPredictor,
@@ -222,7 +223,7 @@ class PeakModel:
 
 def test_corner_predictor_reads_peaks_and_offsets():
     model = PeakModel([("tl", 5, 7, 1, 3.0), ("tl", 20, 3, 0, 1.0), ("br", 9, 30, 0, 2.0)])
-    predictor = CornerPredictor(model, types.SimpleNamespace(nms_kernel=3, top_k=5))
+    predictor = CornerPredictor(model, TestConfig(nms_kernel=3, top_k=5))
     corners, geometry = predictor(np.zeros((100, 120, 3), np.uint8))
     assert geometry.out_hw == (32, 32)
     tl = corners["tl"]

@@ -66,8 +66,12 @@ def resolve_precision(precision: str) -> str:
 
 
 def compute_dtype(model) -> str:
-    """The dtype the model's layers compute in (``float32``, ``bfloat16`` or ``float16``)."""
-    return keras.dtype_policies.get(model.dtype_policy).compute_dtype
+    """The dtype the model's layers compute in (``float32``, ``bfloat16`` or ``float16``).
+
+    A callable without a Keras dtype policy (e.g. a function standing in for the network)
+    computes in float32."""
+    policy = getattr(model, "dtype_policy", None)
+    return "float32" if policy is None else keras.dtype_policies.get(policy).compute_dtype
 
 
 @contextlib.contextmanager
