@@ -66,6 +66,20 @@ class residual(nn.Module):  # noqa: N801
         return self.relu(y + self.skip(x))
 
 
+# Hourglass-104 as the official CornerNet config builds it (also used by official_test_torch.py).
+HG104 = dict(
+    n=5,
+    nstack=2,
+    dims=[256, 256, 384, 384, 384, 512],
+    modules=[2, 2, 2, 2, 2, 4],
+    out_dim=80,
+    pre_dims=[128, 256],
+    cnv_dim=256,
+    pool_dim=128,
+    head_dim=256,
+)
+
+
 def make_layer(k, inp_dim, out_dim, modules):
     return nn.Sequential(
         residual(k, inp_dim, out_dim), *[residual(k, out_dim, out_dim) for _ in range(1, modules)]
@@ -297,17 +311,7 @@ def main() -> None:
     if args.serve:
         serve()
         return
-    arch = dict(
-        n=5,
-        nstack=2,
-        dims=[256, 256, 384, 384, 384, 512],
-        modules=[2, 2, 2, 2, 2, 4],
-        out_dim=80,
-        pre_dims=[128, 256],
-        cnv_dim=256,
-        pool_dim=128,
-        head_dim=256,
-    )
+    arch = HG104
     model, x = build(arch, args.size)
     first, finite = forward_seconds(model, x, args.stacks)
     times = [forward_seconds(model, x, args.stacks)[0] for _ in range(args.repeats)]

@@ -33,21 +33,10 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from forward_official_torch import kp  # noqa: E402
+from forward_official_torch import HG104, kp  # noqa: E402
 
 from cornernet_tf.detection.soft_nms import soft_nms  # noqa: E402  (NumPy only)
 
-HG104 = dict(
-    n=5,
-    nstack=2,
-    dims=[256, 256, 384, 384, 384, 512],
-    modules=[2, 2, 2, 2, 2, 4],
-    out_dim=80,
-    pre_dims=[128, 256],
-    cnv_dim=256,
-    pool_dim=128,
-    head_dim=256,
-)
 MEAN = np.array([0.40789654, 0.44719302, 0.47026115], dtype=np.float32)  # BGR, official
 STD = np.array([0.28863828, 0.27408164, 0.27809835], dtype=np.float32)
 
