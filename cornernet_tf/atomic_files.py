@@ -63,6 +63,17 @@ def _reason(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def create_folder(path: str, label: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, failing with one line that names ``label`` (the
+    option that gave the folder) and ``path``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(
+            f"{label} {path}: cannot create the folder ({exc.strerror or exc})"
+        ) from None
+
+
 def write_failed(path: str, error: BaseException) -> OutputPathError:
     """The one-line error for a destination that could not be written."""
     return OutputPathError(

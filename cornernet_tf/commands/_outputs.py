@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from cornernet_tf.atomic_files import create_folder
 from cornernet_tf.errors import OutputPathError
 
 
@@ -17,12 +18,7 @@ def prepare_output_dir(path: str, flag: str = "--out") -> str:
     """
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputPathError(f"{flag} {path} is a file, not a folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(
-            f"{flag} {path}: cannot create the folder ({exc.strerror or exc})"
-        ) from None
+    create_folder(path, flag)
     try:
         handle, probe = tempfile.mkstemp(dir=path, prefix=".cornernet-write-check-")
         os.close(handle)

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+from cornernet_tf.atomic_files import create_folder
 from cornernet_tf.errors import OutputPathError
 
 logger = logging.getLogger("cornernet_tf.training")
@@ -67,12 +68,7 @@ def workdir_lock(root: str) -> Iterator[str]:
     Raises :class:`OutputPathError` naming ``root`` when another process holds it or when the
     folder cannot be created or written.
     """
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(
-            f"--workdir {root}: cannot create the folder ({exc.strerror or exc})"
-        ) from None
+    create_folder(root, "--workdir")
     path = os.path.join(root, ".lock")
     fd = _acquire(path, root)
     try:
