@@ -77,6 +77,21 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def coco_summary(metrics: Mapping[str, Any], keys: Iterable[str] = ("AP", "AP50", "AP75")) -> dict:
+    """The COCO numbers ``keys`` of ``evaluate``'s metrics, rounded to 4 places for a report;
+    ``"APs_APm_APl"`` gives the three size APs as one list."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key == "APs_APm_APl":
+            out[key] = [round(float(metrics[k]), 4) for k in ("APs", "APm", "APl")]
+        else:
+            out[key] = round(float(metrics[key]), 4)
+    return out
+
+
+FULL_SUMMARY = ("AP", "AP50", "AP75", "APs_APm_APl", "AR100")
+
+
 def report(
     result: dict,
     json_path: str | None = None,

@@ -182,9 +182,7 @@ def main(argv=None) -> int:
             m = evaluate(
                 model, config, annotations=val_json, images=val_dir, progress=False, oracle=oracle
             )
-            analysis[f"oracle_{oracle}"] = {
-                k: round(m[k], 4) for k in ("AP", "AP50", "AP75", "AR100")
-            }
+            analysis[f"oracle_{oracle}"] = harness.coco_summary(m, ("AP", "AP50", "AP75", "AR100"))
         analysis["embeddings"] = embedding_statistics(
             model, config
         )  # config's val data = held-out split
@@ -207,11 +205,7 @@ def main(argv=None) -> int:
             train_seconds / max(result.final_step - result.resumed_from_step, 1), 3
         ),
         "eval_seconds": round(eval_seconds, 1),
-        "AP": round(metrics["AP"], 4),
-        "AP50": round(metrics["AP50"], 4),
-        "AP75": round(metrics["AP75"], 4),
-        "APs_APm_APl": [round(metrics[k], 4) for k in ("APs", "APm", "APl")],
-        "AR100": round(metrics["AR100"], 4),
+        **harness.coco_summary(metrics, harness.FULL_SUMMARY),
         "per_class_AP": {k: round(v, 4) for k, v in metrics["per_class"].items()},
         "analysis": analysis,
         "goal": {"AP": 0.60, "AP50": 0.85},

@@ -107,7 +107,7 @@ def shapes_ap(precisions, config_path: str, weights: str, data_dir: str) -> dict
     for name in precisions:
         config.test.precision = name
         metrics = evaluate(model, config, annotations=annotations, images=images, progress=False)
-        out[name] = {k: round(metrics[k], 4) for k in ("AP", "AP50", "AP75")}
+        out[name] = harness.coco_summary(metrics)
     for name in precisions:
         out[name]["AP_change_points"] = round(100 * (out[name]["AP"] - out["float32"]["AP"]), 2)
     return out

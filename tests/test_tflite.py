@@ -6,8 +6,10 @@ compared with float32 and the agreement is printed; only sane bounds are asserte
 (CornerNet-Squeeze: tests/test_tflite_squeeze.py.)
 """
 
+import contextlib
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -135,19 +137,35 @@ def check_variants(model, paths, images, name):
     return report
 
 
+@contextlib.contextmanager
+def stderr_to_file(path):
+    """File descriptor 2 (where the converter's C++ logging goes) written to ``path``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "wb") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 # ----------------------------------------------------------------------------- tiny hourglass
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tflite_tiny")
     train_dir, images = shapes_images(root / "shapes")
     model, config = random_model(CONFIG)
-    paths = convert_variants(
-        model,
-        {q: str(root / f"tiny_{q}.tflite") for q in ("none", "fp16", "int8")},
-        representative_images_dir=train_dir,
-        num_representative=4,
-        config=config,
-    )
+    with stderr_to_file(root / "stderr.txt"):
+        paths = convert_variants(
+            model,
+            {q: str(root / f"tiny_{q}.tflite") for q in ("none", "fp16", "int8")},
+            representative_images_dir=train_dir,
+            num_representative=4,
+            config=config,
+        )
     np.save(root / "image.npy", images[0])
     return {
         "model": model,
@@ -155,7 +173,16 @@ def tiny(tmp_path_factory):
         "paths": paths,
         "images": images,
         "image_file": root / "image.npy",
+        "conversion_stderr": (root / "stderr.txt").read_text(errors="replace"),
     }
+
+
+def test_conversion_keeps_the_converters_routine_lines_off_stderr(tiny):
+    """float32, fp16 and int8 conversions: none of the lines the converter prints on every run."""
+    from cornernet_tf.export.tflite import HARMLESS_CONVERTER_LINES
+
+    for fragment in HARMLESS_CONVERTER_LINES:
+        assert fragment not in tiny["conversion_stderr"], fragment
 
 
 def test_files_metadata_and_builtin_operators(tiny):

@@ -141,12 +141,13 @@ def find_images(directory: str) -> list:
 
 
 # What the converter logs on every run and means nothing here: absl's note before its first line,
-# options the converter passes itself, and an attribute of Identity ops in the graph it builds
-# that TensorFlow ignores (the E-level line says so).
+# options the converter passes itself, the int8 quantizer's echo of its own settings, and an
+# attribute of Identity ops in the graph it builds that TensorFlow ignores (the E-level line says so).
 HARMLESS_CONVERTER_LINES = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     "] Ignored output_format.",
     "] Ignored drop_control_dependency.",
+    "fully_quantize: 0, inference_type: 6, input_inference_type:",
     "NodeDef mentions attribute Truncate which is not in the op definition: Op<name=Identity;",
 )
 
