@@ -24,7 +24,7 @@ F = np.float32
 def _require_native():
     available, reason = soft_nms_native.available()
     if not available:
-        pytest.skip(f"native soft-NMS library not built: {reason}")
+        pytest.skip(f"native soft-NMS library unavailable: {reason}")
 
 
 @pytest.fixture(params=["numpy", "native"])
