@@ -1,5 +1,6 @@
 # Two entry points on a fresh machine: `make demo` (the main job) and `make test`.
-# Both create .venv, install the package with its extras, and build the native corner-pool op.
+# Both create .venv, install the package with its extras, and build the native libraries
+# (corner-pool op, soft-NMS).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,7 +25,7 @@ $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 venv: $(VENV)/.installed
 
 native: $(VENV)/.installed
-	$(PY) -m cornernet_tf.ops.build || echo "warning: native corner-pool op not built; the portable TF path will be used"
+	$(PY) -m cornernet_tf.ops.build || echo "warning: a native library was not built; its portable path (TF corner pools, NumPy soft-NMS) will be used"
 
 demo: native
 	$(VENV)/bin/cornernet demo --out demo_out

@@ -36,8 +36,9 @@ def native():
     failure is a test failure."""
     try:
         build.build(verbose=False)
+        build.build_soft_nms(verbose=False)  # the build entry point's tests cover both libraries
     except build.BuildError as exc:
-        pytest.fail(f"the native corner-pool op does not build here: {exc}")
+        pytest.fail(f"a native library does not build here: {exc}")
     corner_pool_module.reset_native_state()
     available, reason = corner_pool_module.native_available()
     assert available, reason
@@ -57,18 +58,33 @@ def golden():
 
 def test_build_entry_point_reports_up_to_date(capsys):
     assert build.main([]) == 0
-    assert "up to date" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "corner-pool op:" in out and "soft-NMS:" in out
+    assert out.count("up to date") == 2
     assert build.library_path().is_file()
     assert tf.__version__ in build.library_path().name
 
 
 def test_build_failure_exits_non_zero_with_reason(monkeypatch, capsys):
     before = build.library_path().stat().st_mtime
+    soft_nms_before = build.SOFT_NMS_LIBRARY.stat().st_mtime
     monkeypatch.setenv("CXX", "no-such-compiler-cornernet")
     assert build.main(["--force"]) == 1
     err = capsys.readouterr().err
     assert "no-such-compiler-cornernet" in err and "could not build" in err
+    assert "native soft-NMS" in err and "native corner-pool op" in err  # each library says so
     assert build.library_path().stat().st_mtime == before  # the working library is untouched
+    assert build.SOFT_NMS_LIBRARY.stat().st_mtime == soft_nms_before
+
+
+def test_soft_nms_library_builds_without_contraction_or_fast_math():
+    """Bit-exactness with the NumPy port needs IEEE single steps: no fused multiply-add."""
+    result = build.build_soft_nms(force=True, verbose=False)
+    assert result.built and result.library == build.SOFT_NMS_LIBRARY
+    (cmd,) = result.commands
+    assert "-ffp-contract=off" in cmd
+    assert not [f for f in cmd if "fast-math" in f or f == "-Ofast"]
+    assert build.is_up_to_date(result.library, build.SOFT_NMS_SOURCES)
 
 
 def test_auto_uses_native():

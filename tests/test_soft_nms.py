@@ -1,4 +1,9 @@
-"""Official soft-NMS: golden runs of the compiled Cython, and a line-by-line scalar transliteration."""
+"""Official soft-NMS: golden runs of the compiled Cython, a line-by-line scalar transliteration,
+and the compiled library (ops/kernels/soft_nms.cc) against the NumPy port, bit for bit.
+
+The library is built by ``python -m cornernet_tf.ops.build`` (``make test`` does it first); tests
+that need it skip, saying so, only where it is not built.
+"""
 
 import json
 import math
@@ -7,10 +12,28 @@ import os
 import numpy as np
 import pytest
 
+from cornernet_tf.detection import soft_nms as soft_nms_module
+from cornernet_tf.detection import soft_nms_native
 from cornernet_tf.detection.soft_nms import method_code, soft_nms, soft_nms_merge
+from cornernet_tf.errors import InvalidValueError, MissingDependencyError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 F = np.float32
+
+
+def _require_native():
+    available, reason = soft_nms_native.available()
+    if not available:
+        pytest.skip(f"native soft-NMS library unavailable: {reason}")
+
+
+@pytest.fixture(params=["numpy", "native"])
+def path(request, monkeypatch):
+    """Runs a test through the NumPy port and through the compiled library."""
+    if request.param == "native":
+        _require_native()
+    monkeypatch.setenv(soft_nms_native.ENV, request.param)
+    return request.param
 
 
 def _golden():
@@ -80,7 +103,7 @@ def scalar_reference(boxes, sigma=0.5, Nt=0.3, threshold=0.001, method=0, weight
 
 
 @pytest.mark.parametrize("run", sorted(_golden()[1]))
-def test_matches_official_cython(run):
+def test_matches_official_cython(run, path):
     arrays, runs = _golden()
     spec = runs[run]
     kwargs = dict(spec["kwargs"])
@@ -129,7 +152,7 @@ def _random_boxes(rng, n, spread):
         dict(fn="soft_nms_merge", method=1, Nt=0.5, weight_exp=8, threshold=0.02),
     ],
 )
-def test_vectorised_equals_scalar_reference(seed, kwargs):
+def test_vectorised_equals_scalar_reference(seed, kwargs, path):
     kwargs = dict(kwargs)
     fn = soft_nms_merge if kwargs.pop("fn") == "soft_nms_merge" else soft_nms
     rng = np.random.default_rng(seed)
@@ -179,3 +202,177 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="method"):
         method_code("gaussian")
     assert [method_code(m) for m in ("hard", "linear", "exp", 2)] == [0, 1, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled library against the NumPy port: the whole array and the count, bit for bit.
+
+CONFIGS = [
+    dict(fn="soft_nms", method=2),  # the CornerNet test: exp, sigma 0.5, threshold 0.001
+    dict(fn="soft_nms", method=1, Nt=0.3, threshold=0.05),
+    dict(fn="soft_nms", method=0, Nt=0.5),
+    dict(fn="soft_nms_merge", method=2, weight_exp=10),  # the multi-scale test
+    dict(fn="soft_nms_merge", method=1, Nt=0.5, weight_exp=8, threshold=0.02),
+    dict(fn="soft_nms_merge", method=0, Nt=0.3, weight_exp=6, threshold=0.1),
+]
+
+
+def _both_paths(monkeypatch, boxes, kwargs):
+    """``(count, array)`` of the NumPy port and of the library on copies of ``boxes``."""
+    kwargs = dict(kwargs)
+    fn = soft_nms_merge if kwargs.pop("fn") == "soft_nms_merge" else soft_nms
+    results = []
+    for choice in ("numpy", "native"):
+        monkeypatch.setenv(soft_nms_native.ENV, choice)
+        out = boxes.copy(order="K")
+        results.append((fn(out, **kwargs), out))
+    return results
+
+
+def _assert_bit_identical(monkeypatch, boxes, kwargs):
+    (n_port, port), (n_native, native) = _both_paths(monkeypatch, boxes, kwargs)
+    assert n_native == n_port
+    np.testing.assert_array_equal(native, port)  # stale rows and columns 5+ included
+    assert native.tobytes() == port.tobytes()  # signed zeros and NaN payloads too
+    return n_port
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda k: f"{k['fn']}-m{k['method']}")
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 250])
+def test_native_equals_numpy_port(n, kwargs, monkeypatch):
+    _require_native()
+    for seed in (0, 1):
+        boxes = _random_boxes(np.random.default_rng(seed), n, spread=150)
+        live = _assert_bit_identical(monkeypatch, boxes, kwargs)
+        if n == 250:
+            assert live < n, "the case should drop boxes so that stale rows are exercised"
+
+
+@pytest.mark.parametrize("kwargs", [CONFIGS[0], CONFIGS[3]], ids=["exp", "exp-merge"])
+def test_native_equals_numpy_port_on_3000_rows(kwargs, monkeypatch):
+    """A trained model's largest class: ~3000 rows in a few dense clusters."""
+    _require_native()
+    boxes = _random_boxes(np.random.default_rng(7), 3000, spread=400)
+    live = _assert_bit_identical(monkeypatch, boxes, kwargs)
+    assert 0 < live < 3000
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda k: f"{k['fn']}-m{k['method']}")
+def test_native_equals_numpy_port_extra_columns_and_ties(kwargs, monkeypatch):
+    """Eight columns (the library reads the width, column 7 never moves), equal scores, identical
+    and touching boxes, zero-size boxes and zero scores."""
+    _require_native()
+    rng = np.random.default_rng(3)
+    boxes = np.zeros((160, 8), F)
+    boxes[:, :7] = _random_boxes(rng, 160, spread=80)
+    boxes[:, 7] = np.arange(160, dtype=F)
+    boxes[:40, 4] = 0.25  # one tie block
+    boxes[40:60, :4] = boxes[40, :4]  # identical boxes, distinct scores
+    boxes[60:70, :4] = [[i * 10, 0, i * 10 + 9, 9] for i in range(10)]  # touching, iw = 0
+    boxes[70:75, 2:4] = boxes[70:75, 0:2]  # zero-size boxes
+    boxes[75:80, 4] = 0.0
+    _assert_bit_identical(monkeypatch, boxes, kwargs)
+    (_, port), _ = _both_paths(monkeypatch, boxes, kwargs)
+    np.testing.assert_array_equal(port[:, 7], np.arange(160, dtype=F))
+
+
+def test_native_equals_numpy_port_when_everything_drops(monkeypatch):
+    _require_native()
+    boxes = np.tile(np.array([[5, 5, 30, 30, 0.9, 0.5, 0.6]], F), (50, 1))
+    boxes[:, 4] = np.linspace(0.9, 0.1, 50, dtype=F)
+    for kwargs in (dict(fn="soft_nms", method=0), dict(fn="soft_nms_merge", method=0)):
+        assert _assert_bit_identical(monkeypatch, boxes, kwargs) == 1
+
+
+def test_native_handles_non_contiguous_input(monkeypatch):
+    """A column slice of a wider array and a Fortran-ordered array are modified in place, with
+    the port's results, and nothing outside the slice is touched."""
+    _require_native()
+    rng = np.random.default_rng(5)
+    wide = np.zeros((200, 9), F)
+    wide[:, :7] = _random_boxes(rng, 200, spread=150)
+    wide[:, 7:] = -1.0
+    kwargs = dict(method=2, weight_exp=10)
+    results = []
+    for choice in ("numpy", "native"):
+        monkeypatch.setenv(soft_nms_native.ENV, choice)
+        sliced = wide.copy()
+        fortran = np.asfortranarray(wide[:, :7])
+        n_sliced = soft_nms_merge(sliced[:, :7], **kwargs)
+        n_fortran = soft_nms_merge(fortran, **kwargs)
+        assert not fortran.flags.c_contiguous
+        results.append((n_sliced, sliced, n_fortran, fortran))
+    (ns, s, nf, f), (ns2, s2, nf2, f2) = results
+    assert ns == ns2 == nf == nf2 < 200
+    np.testing.assert_array_equal(s2, s)
+    np.testing.assert_array_equal(f2, f)
+    np.testing.assert_array_equal(s2[:, :7], f2)
+    np.testing.assert_array_equal(s2[:, 7:], -1.0)
+
+
+def test_auto_uses_the_library_when_built(monkeypatch):
+    _require_native()
+    monkeypatch.delenv(soft_nms_native.ENV, raising=False)
+
+    def port_called(*args, **kwargs):
+        raise AssertionError("the NumPy port ran although the library is built")
+
+    monkeypatch.setattr(soft_nms_module, "_soft_nms", port_called)
+    boxes = _random_boxes(np.random.default_rng(0), 60, spread=100)
+    assert 0 < soft_nms(boxes, method="exp") <= 60
+
+
+def test_library_is_newer_than_its_source():
+    """A library older than soft_nms.cc would test stale code: rebuild it."""
+    _require_native()
+    source = soft_nms_native.LIBRARY.parent / "soft_nms.cc"
+    assert soft_nms_native.LIBRARY.stat().st_mtime >= source.stat().st_mtime, (
+        "the native soft-NMS library is older than soft_nms.cc: run python -m cornernet_tf.ops.build"
+    )
+
+
+@pytest.fixture
+def library_at(monkeypatch):
+    """Points the loader at another file (restored, and the cache reset, afterwards)."""
+
+    def point(where):
+        monkeypatch.setattr(soft_nms_native, "LIBRARY", where)
+        soft_nms_native.reset()
+
+    yield point
+    soft_nms_native.reset()
+
+
+def test_missing_library_falls_back_silently(library_at, tmp_path, monkeypatch, recwarn):
+    library_at(tmp_path / "absent.so")
+    monkeypatch.delenv(soft_nms_native.ENV, raising=False)
+    boxes = _random_boxes(np.random.default_rng(1), 80, spread=100)
+    expected = boxes.copy()
+    n_ref = scalar_reference(expected, method=2)
+    assert soft_nms(boxes, method=2) == n_ref
+    np.testing.assert_allclose(boxes, expected, rtol=0, atol=1e-6)
+    assert not recwarn.list
+    available, reason = soft_nms_native.available()
+    assert not available and "is not built" in reason
+    monkeypatch.setenv(soft_nms_native.ENV, "native")
+    with pytest.raises(MissingDependencyError, match="CORNERNET_SOFT_NMS=native.*not built"):
+        soft_nms(boxes, method=2)
+
+
+def test_unloadable_library_warns_and_falls_back(library_at, tmp_path, monkeypatch):
+    broken = tmp_path / "_soft_nms.so"
+    broken.write_bytes(b"not a shared library")
+    library_at(broken)
+    monkeypatch.delenv(soft_nms_native.ENV, raising=False)
+    boxes = _random_boxes(np.random.default_rng(2), 40, spread=100)
+    expected = boxes.copy()
+    with pytest.warns(RuntimeWarning, match="native soft-NMS unused.*cannot be loaded"):
+        n = soft_nms(boxes, method=1)
+    assert n == scalar_reference(expected, method=1)
+    np.testing.assert_allclose(boxes, expected, rtol=0, atol=1e-6)
+
+
+def test_bad_switch_value_is_named(monkeypatch):
+    monkeypatch.setenv(soft_nms_native.ENV, "fast")
+    with pytest.raises(InvalidValueError, match="CORNERNET_SOFT_NMS='fast'.*auto, numpy, native"):
+        soft_nms(np.zeros((2, 7), F))

@@ -1,4 +1,12 @@
-"""Build the native corner-pool op library: ``python -m cornernet_tf.ops.build [--force]``.
+"""Build the native libraries: ``python -m cornernet_tf.ops.build [--force]``.
+
+Two independent shared libraries, each rebuilt only when its sources changed:
+
+* the corner-pool TensorFlow op (below);
+* the soft-NMS (``kernels/soft_nms.cc`` → ``kernels/_soft_nms.so``): plain C functions loaded with
+  ctypes by ``cornernet_tf.detection.soft_nms_native``, no TensorFlow involved, so its name
+  carries no version. It is compiled with ``-ffp-contract=off`` (and never ``-ffast-math``) so
+  that its results stay bit-identical to the NumPy port; without it soft-NMS uses that port.
 
 Compiles ``kernels/corner_pool_ops.cc`` with g++ against the installed TensorFlow (its
 ``tf.sysconfig`` compile and link flags) into ``kernels/_corner_pool_ops_tf<version>.so``. The
@@ -31,6 +39,9 @@ CC_SOURCE = KERNEL_DIR / "corner_pool_ops.cc"
 CU_SOURCE = KERNEL_DIR / "corner_pool_gpu.cu"
 GPU_HEADER = KERNEL_DIR / "corner_pool_gpu.h"
 SOURCES = (CC_SOURCE, CU_SOURCE, GPU_HEADER, Path(__file__).resolve())
+SOFT_NMS_SOURCE = KERNEL_DIR / "soft_nms.cc"
+SOFT_NMS_LIBRARY = KERNEL_DIR / "_soft_nms.so"
+SOFT_NMS_SOURCES = (SOFT_NMS_SOURCE, Path(__file__).resolve())
 BUILD_COMMAND = f"{Path(sys.executable).name} -m cornernet_tf.ops.build"
 # CUDA architectures compiled by default (intersected with what the local nvcc supports);
 # PTX for the newest one keeps newer GPUs working through JIT compilation.
@@ -196,13 +207,20 @@ def _run(cmd: list[str], what: str, verbose: bool) -> None:
         raise BuildError(f"{what} failed (exit {proc.returncode}):\n{detail}")
 
 
-def is_up_to_date(lib: Path | None = None) -> bool:
+def is_up_to_date(lib: Path | None = None, sources: tuple[Path, ...] = SOURCES) -> bool:
     """True when the library exists and is newer than every source file."""
     lib = lib or library_path()
     if not lib.is_file():
         return False
     built = lib.stat().st_mtime
-    return all(src.stat().st_mtime <= built for src in SOURCES if src.exists())
+    return all(src.stat().st_mtime <= built for src in sources if src.exists())
+
+
+def _install(tmp_lib: Path, lib: Path) -> None:
+    # Atomic replace: concurrent test workers never load a half-written library.
+    staged = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")
+    shutil.copyfile(tmp_lib, staged)
+    os.replace(staged, lib)
 
 
 def build(force: bool = False, verbose: bool = True) -> BuildResult:
@@ -263,10 +281,7 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
         ]
         commands.append(cmd)
         _run(cmd, f"{cxx} (TensorFlow op library)", verbose)
-        # Atomic replace: concurrent test workers never load a half-written library.
-        staged = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")
-        shutil.copyfile(tmp_lib, staged)
-        os.replace(staged, lib)
+        _install(tmp_lib, lib)
     for stale in KERNEL_DIR.glob("_corner_pool_ops_tf*.so"):
         if stale != lib:
             stale.unlink(missing_ok=True)
@@ -276,11 +291,61 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
     return BuildResult(lib, True, use_cuda, cuda_reason, seconds, commands)
 
 
+def soft_nms_compile_command(cxx: str, out: Path) -> list[str]:
+    """The g++ command for the soft-NMS library: no fused multiply-add, no fast-math (bit-exact)."""
+    return [
+        cxx,
+        "-std=c++17",
+        "-O3",
+        "-DNDEBUG",
+        *_cxx_flags(cxx),
+        "-ffp-contract=off",
+        "-fPIC",
+        "-shared",
+        str(SOFT_NMS_SOURCE),
+        "-o",
+        str(out),
+        "-lm",
+    ]
+
+
+def build_soft_nms(force: bool = False, verbose: bool = True) -> BuildResult:
+    """Compile the soft-NMS library unless it is up to date; raise BuildError on failure."""
+    start = time.perf_counter()
+    lib = SOFT_NMS_LIBRARY
+    no_cuda = "soft-NMS runs on the CPU"
+    if not force and is_up_to_date(lib, SOFT_NMS_SOURCES):
+        if verbose:
+            print(f"soft-NMS: {lib} is up to date (use --force to rebuild)")
+        return BuildResult(lib, False, False, no_cuda, time.perf_counter() - start, [])
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise BuildError(f"C++ compiler {cxx!r} not found; install g++ or set CXX")
+    if verbose:
+        print(f"soft-NMS: building {lib.name}")
+    with tempfile.TemporaryDirectory(prefix="soft_nms_build_") as tmp:
+        tmp_lib = Path(tmp) / lib.name
+        cmd = soft_nms_compile_command(cxx, tmp_lib)
+        _run(cmd, f"{cxx} (soft-NMS library)", verbose)
+        _install(tmp_lib, lib)
+    seconds = time.perf_counter() - start
+    if verbose:
+        print(f"soft-NMS: wrote {lib} in {seconds:.1f} s")
+    return BuildResult(lib, True, False, no_cuda, seconds, [cmd])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=BUILD_COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     args = parser.parse_args(argv)
+    failed = False
+    try:
+        build_soft_nms(force=args.force, verbose=not args.quiet)
+    except BuildError as exc:
+        print(f"error: could not build the native soft-NMS: {exc}", file=sys.stderr)
+        print("The NumPy soft-NMS (same results, slower) still works without it.", file=sys.stderr)
+        failed = True
     try:
         build(force=args.force, verbose=not args.quiet)
     except BuildError as exc:
@@ -289,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             "The portable TensorFlow implementation (impl='tf') still works without it.",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
