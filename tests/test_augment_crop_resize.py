@@ -10,6 +10,7 @@ windows touching the borders, one and three channels, and degenerate one-pixel c
 import numpy as np
 import pytest
 import tensorflow as tf
+from golden import load_golden
 
 from cornernet_tf.config import DataConfig
 from cornernet_tf.data import augment
@@ -98,3 +99,15 @@ def test_random_crop_resize_equals_crop_then_resize_with_the_same_draws():
         np.testing.assert_array_equal(out.numpy(), ref.numpy())
         np.testing.assert_array_equal(out_boxes.numpy(), ref_boxes.numpy())
         np.testing.assert_array_equal(out_classes.numpy(), ref_classes.numpy())
+
+
+def test_resize_uint8_matches_opencv_up_and_down():
+    """cv2.resize outputs recorded by tests/data/make_cv2_resize.py (OpenCV 5.0): upscales blend
+    the first and last rows with themselves using the unclamped fraction, as OpenCV does."""
+    data = load_golden("cv2_resize.npz")
+    cases = [k[3:] for k in data if k.startswith("src")]
+    assert len(cases) == 8
+    for i in cases:
+        size = [int(v) for v in data[f"size{i}"]]
+        ours = augment.resize_uint8(data[f"src{i}"], size).numpy()
+        np.testing.assert_array_equal(ours, data[f"out{i}"], err_msg=f"case {i}")

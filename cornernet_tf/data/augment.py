@@ -177,8 +177,15 @@ def full_image_crop(image, boxes):
     return cropped, boxes, border
 
 
-def _cv2_linear_taps(src_size, dst_size: int):
-    """Source indices and 11-bit weights of OpenCV's INTER_LINEAR along one axis."""
+def _cv2_linear_taps(src_size, dst_size: int, clamp_fraction: bool = True):
+    """Source indices and 11-bit weights of OpenCV's INTER_LINEAR along one axis.
+
+    OpenCV treats the axes differently at the borders: along x a tap before the first or past
+    the last pixel becomes that pixel with weights (2048, 0) (``clamp_fraction=True``); along
+    y only the row indices are clamped and the weights keep the fraction, so the first and last
+    output rows of an upscale blend a row with itself, e.g. ``(411 * D >> 16) + (1637 * D >> 16)``
+    (``clamp_fraction=False``), which can be one below ``2048 * D >> 16``.
+    """
     src = tf.cast(src_size, tf.float64)
     scale = 1.0 / (tf.constant(float(dst_size), tf.float64) / src)  # cv2: 1 / inv_scale
     f = tf.cast((tf.range(dst_size, dtype=tf.float64) + 0.5) * scale - 0.5, tf.float32)
@@ -186,12 +193,16 @@ def _cv2_linear_taps(src_size, dst_size: int):
     f = f - s
     s = tf.cast(s, tf.int32)
     last = tf.cast(src_size, tf.int32) - 1
-    low, high = s < 0, s >= last
-    f = tf.where(low | high, tf.zeros_like(f), f)
-    s = tf.where(low, tf.zeros_like(s), tf.where(high, tf.fill(tf.shape(s), last), s))
+    if clamp_fraction:
+        low, high = s < 0, s >= last
+        f = tf.where(low | high, tf.zeros_like(f), f)
+        s = tf.where(low, tf.zeros_like(s), tf.where(high, tf.fill(tf.shape(s), last), s))
+        s1 = tf.minimum(s + 1, last)
+    else:
+        s, s1 = tf.clip_by_value(s, 0, last), tf.clip_by_value(s + 1, 0, last)
     w1 = tf.cast(tf.round(f * _CV_COEF_SCALE), tf.int32)  # saturate_cast<short>: round half to even
     w0 = tf.cast(tf.round((1.0 - f) * _CV_COEF_SCALE), tf.int32)
-    return s, tf.minimum(s + 1, last), w0, w1
+    return s, s1, w0, w1
 
 
 def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
@@ -206,7 +217,7 @@ def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     out_h, out_w = int(size[0]), int(size[1])
     shape = tf.shape(image)
-    ys0, ys1, b0, b1 = _cv2_linear_taps(shape[0], out_h)
+    ys0, ys1, b0, b1 = _cv2_linear_taps(shape[0], out_h, clamp_fraction=False)
     xs0, xs1, a0, a1 = _cv2_linear_taps(shape[1], out_w)
     return _fixed_point_resize(image, (ys0, b0, ys1, b1), (xs0, a0, xs1, a1), out_h, out_w)
 
@@ -266,7 +277,9 @@ def crop_resize_uint8(image, g: dict, size: Sequence[int]) -> tf.Tensor:
     out_h, out_w = int(size[0]), int(size[1])
     rows_n, cols_n = g["y1"] - g["y0"], g["x1"] - g["x0"]
     pad_top, pad_left = g["cty"] - g["top"], g["ctx"] - g["left"]
-    rows = _window_taps(_cv2_linear_taps(g["height"], out_h), pad_top, rows_n, 0)
+    rows = _window_taps(
+        _cv2_linear_taps(g["height"], out_h, clamp_fraction=False), pad_top, rows_n, 0
+    )
     cols = _window_taps(_cv2_linear_taps(g["width"], out_w), pad_left, cols_n, g["x0"])
     window_rows = image[g["y0"] : g["y1"]]
 
