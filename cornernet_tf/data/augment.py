@@ -6,7 +6,8 @@ Per image, in the official order:
 1. random crop: scale from ``rand_scales``, centre drawn at least ``_get_border`` away from the
    edges, crop ``int(input * scale)`` with zero padding (``augment=False``: the centred
    full-image square crop instead, the official debug/validation path);
-2. resize to the input size, reproducing OpenCV's fixed-point bilinear ``cv2.resize`` bit for bit;
+2. resize to the input size, reproducing OpenCV's fixed-point bilinear ``cv2.resize`` bit for bit
+   (in training fused with the crop: the zero-padded canvas is never built);
 3. clip boxes to ``[0, size - 1]`` and drop the degenerate ones;
 4. horizontal flip with p = 0.5 (``x -> W - x - 1``);
 5. pixels / 255, colour jitter (brightness, contrast, saturation in random order, alphas
