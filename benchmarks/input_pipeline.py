@@ -252,6 +252,10 @@ def _one_core_options():
     return options
 
 
+def _affinity() -> list[int] | None:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def run_per_core_child(args) -> dict:
     """Ours on one core (this process pinned to ``--cpu`` before TensorFlow starts)."""
     if args.cpu is not None:
@@ -277,7 +281,7 @@ def run_per_core_child(args) -> dict:
     )
     wall, cpu = (statistics.median(v[i] for v in full) for i in (0, 1))
     return {
-        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        "cpu_affinity": _affinity(),
         "images_per_s": round(1.0 / wall, 2),
         "images_per_cpu_s": round(1.0 / cpu, 2),
         "cpu_ms_per_image": round(cpu * 1e3, 2),
@@ -296,9 +300,11 @@ def _run_json(command: list[str]) -> dict:
 def per_core_comparison(args, data_dir: str, ann: str, images: str) -> dict:
     """The official sampler and ours, each in its own process on the same CPU and files."""
     here = os.path.dirname(os.path.abspath(__file__))
-    cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
+    cpu = args.cpu
+    if cpu is None and hasattr(os, "sched_getaffinity"):  # Linux: pin both to the last CPU
+        cpu = max(os.sched_getaffinity(0))
     common = ["--num-images", str(args.num_images), "--batch-size", str(args.batch_size)]
-    common += ["--repeats", str(args.repeats), "--cpu", str(cpu)]
+    common += ["--repeats", str(args.repeats)] + ([] if cpu is None else ["--cpu", str(cpu)])
     official_cmd = [args.official_python, os.path.join(here, "official_sampler.py")]
     official_cmd += ["--images", images, "--annotations", ann] + common
     ours_cmd = [sys.executable, os.path.abspath(__file__), "--per-core-child"]
@@ -318,7 +324,8 @@ def per_core_comparison(args, data_dir: str, ann: str, images: str) -> dict:
 
 def print_per_core(pc: dict) -> None:
     off, ours = pc["official"], pc["ours"]
-    print(f"\nper core (CPU {pc['cpu']}, one thread each), same JPEGs and annotations:")
+    where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
+    print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
     print(f"{'':<22}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
     for name, r in (("official sampler", off), ("ours (tf.data)", ours)):
         print(

@@ -372,7 +372,9 @@ def run(args) -> dict:
         "images": db.size,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         "opencv": cv2.__version__,
         "numpy": np.__version__,
         "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None,
@@ -390,7 +392,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num-images", type=int, default=240, help="images used and timed")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU")
+    parser.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU (Linux)")
     args = parser.parse_args(argv)
     print(json.dumps(run(args)))
     return 0
