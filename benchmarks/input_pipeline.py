@@ -11,18 +11,31 @@ Two views, measured in the same run:
 * per-stage cost in CPU ms per image with one map thread (``num_parallel_calls=1``), as
   differences between consecutive cuts -- where the CPU time goes.
 
+Per core, against the official sampler (``--official-python PY``, a Python with NumPy and
+OpenCV): the official ``kp_detection`` CPU work re-implemented in ``official_sampler.py`` runs in
+PY on the same JPEGs and annotations, and ours runs in a child process; both pinned to one CPU
+(``--cpu``), one thread each (ours: one map thread, a private tf.data threadpool of 1, intra-op
+and inter-op parallelism 1). Both report images/s (wall) and images per CPU-second (process CPU
+time, the figure that a shared machine does not distort) and their stage costs: official read,
+crop, resize, colour (flip, /255, jitter, lighting, normalise, CHW) and targets (batch arrays,
+Gaussians, tags) beside ours decode, crop + resize, flip + colour, encode, batch.
+``--per-core-only`` skips the parallel views.
+
 Prints a JSON object and a table. Figures are medians over --repeats.
 
     python benchmarks/input_pipeline.py [--num-images 240] [--batch-size 8] [--repeats 3]
+        [--official-python PY [--per-core-only] [--cpu N]]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +62,10 @@ def _time_images(ds, num_images: int, per_element: int = 1, warmup: int = 8) -> 
     return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def _cut_pipelines(config, source, num_classes: int, batch_size: int):
+def _cut_pipelines(config, source, num_classes: int, batch_size: int, extra_options=None):
     """Training pipelines cut after each stage (same seeds, same parallelism settings)."""
+    import tensorflow as tf
+
     from cornernet_tf.data import pipeline as pl
 
     def base():
@@ -60,10 +75,23 @@ def _cut_pipelines(config, source, num_classes: int, batch_size: int):
         return pl.attach_seeds(ds, config.seed, 0)
 
     def opts(ds):
-        return ds.prefetch(pl.AUTOTUNE).with_options(pl._options(config, None))
+        ds = ds.prefetch(pl.AUTOTUNE).with_options(pl._options(config, None))
+        return ds if extra_options is None else ds.with_options(extra_options)
 
     def decoded():
         return pl.decode_stage(base(), source, config)
+
+    def cropped():  # the random crop and resize of augment_for_training, without flip or colour
+        from cornernet_tf.data import augment as aug
+
+        def fn(el):
+            crop_seed = tf.random.experimental.stateless_split(el["seed"], 4)[0]
+            image, boxes, classes = aug.random_crop_resize(
+                el["image"], el["boxes"], el["classes"], crop_seed, config
+            )
+            return {"image": image, "boxes": boxes, "classes": classes}
+
+        return decoded().map(fn, num_parallel_calls=pl._parallel(config))
 
     def augmented():
         return pl.augment_stage(decoded(), config, training=True)
@@ -78,33 +106,76 @@ def _cut_pipelines(config, source, num_classes: int, batch_size: int):
 
     return {
         "decode": (lambda: opts(decoded()), 1),
+        "crop_resize": (lambda: opts(cropped()), 1),
         "augment": (lambda: opts(augmented()), 1),
         "encode": (lambda: opts(encoded()), 1),
         "batch": (lambda: opts(batched()), batch_size),
     }
 
 
-def run(args) -> dict:
-    import tensorflow as tf
+STAGE_CUTS = ("decode", "crop_resize", "augment", "encode", "batch")
+# How the official sampler's stages line up with ours (for the per-core table).
+STAGE_PAIRS = (
+    ("decode", ("read",)),
+    ("crop_resize", ("crop", "resize")),
+    ("augment", ("colour",)),
+    ("encode", ("targets",)),
+    ("batch", ()),
+)
 
-    from cornernet_tf.config import DataConfig
-    from cornernet_tf.data import build_dataset, load_source
+
+def _stage_costs(config, source, num_classes, batch_size, n, repeats, extra_options=None):
+    """CPU ms per image of each stage, as differences between consecutive one-thread cuts."""
+    serial_config = dataclasses.replace(config, num_parallel_calls=1)
+    serial = {}
+    for name, (make, per) in _cut_pipelines(
+        serial_config, source, num_classes, batch_size, extra_options
+    ).items():
+        times = [
+            _time_images(make(), max(n // 4, 8 * per), per, warmup=max(2, 8 // per))[1]
+            for _ in range(repeats)
+        ]
+        serial[name] = statistics.median(times)
+    stages, previous = {}, 0.0
+    for name in STAGE_CUTS:
+        stages[name] = round(max(serial[name] - previous, 0.0) * 1e3, 2)
+        previous = serial[name]
+    return {k: round(v * 1e3, 2) for k, v in serial.items()}, stages
+
+
+def _make_data(args):
+    """The JPEG folder and its annotations (generated unless ``--data-dir`` has them)."""
     from cornernet_tf.data.shapes import generate_shapes
 
     tmp = args.data_dir or tempfile.mkdtemp(prefix="cornernet_bench_")
     ann = os.path.join(tmp, "train", "annotations.json")
+    gen_s = None
     if not os.path.exists(ann):
         t0 = time.perf_counter()
         generate_shapes(tmp, args.num_images, seed=0, size=(480, 640), image_format="jpeg")
         gen_s = time.perf_counter() - t0
-    else:
-        gen_s = None
-    config = DataConfig(
+    return tmp, ann, os.path.join(tmp, "train", "images"), gen_s
+
+
+def _data_config(args, ann, images, **changes):
+    from cornernet_tf.config import DataConfig
+
+    return DataConfig(
         train_annotations=ann,
-        train_images=os.path.join(tmp, "train", "images"),
+        train_images=images,
         input_size=[args.input_size, args.input_size],
         seed=0,
+        **changes,
     )
+
+
+def run(args) -> dict:
+    import tensorflow as tf
+
+    from cornernet_tf.data import build_dataset, load_source
+
+    tmp, ann, images, gen_s = _make_data(args)
+    config = _data_config(args, ann, images)
     source = load_source(config, training=True)
     n = args.num_images
 
@@ -122,49 +193,157 @@ def run(args) -> dict:
         },
     }
 
-    # Full pipeline, exactly as training builds it.
-    full = []
-    for _ in range(args.repeats):
-        ds = build_dataset(
-            config, True, batch_size=args.batch_size, num_classes=args.num_classes, source=source
+    if args.official_python:
+        result["per_core"] = per_core_comparison(args, tmp, ann, images)
+
+    if not args.per_core_only:
+        # Full pipeline, exactly as training builds it.
+        full = []
+        for _ in range(args.repeats):
+            ds = build_dataset(
+                config,
+                True,
+                batch_size=args.batch_size,
+                num_classes=args.num_classes,
+                source=source,
+            )
+            full.append(_time_images(ds, n, args.batch_size, warmup=2))
+        result["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
+        result["full_pipeline_cpu_ms_per_image"] = round(
+            statistics.median(c for _, c in full) * 1e3, 2
         )
-        full.append(_time_images(ds, n, args.batch_size, warmup=2))
-    result["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
-    result["full_pipeline_cpu_ms_per_image"] = round(statistics.median(c for _, c in full) * 1e3, 2)
 
-    # Cuts with the configured parallelism.
-    parallel = {}
-    for name, (make, per) in _cut_pipelines(
-        config, source, args.num_classes, args.batch_size
-    ).items():
-        times = [
-            _time_images(make(), n, per, warmup=max(2, 8 // per))[0] for _ in range(args.repeats)
-        ]
-        parallel[name] = statistics.median(times)
-    result["parallel_cut_images_per_s"] = {k: round(1.0 / v, 2) for k, v in parallel.items()}
+        # Cuts with the configured parallelism.
+        parallel = {}
+        for name, (make, per) in _cut_pipelines(
+            config, source, args.num_classes, args.batch_size
+        ).items():
+            times = [
+                _time_images(make(), n, per, warmup=max(2, 8 // per))[0]
+                for _ in range(args.repeats)
+            ]
+            parallel[name] = statistics.median(times)
+        result["parallel_cut_images_per_s"] = {k: round(1.0 / v, 2) for k, v in parallel.items()}
 
-    # One thread: per-stage cost (CPU time, robust to a shared machine).
-    serial_config = dataclasses.replace(config, num_parallel_calls=1)
-    serial = {}
-    for name, (make, per) in _cut_pipelines(
-        serial_config, source, args.num_classes, args.batch_size
-    ).items():
-        times = [
-            _time_images(make(), max(n // 4, 8 * per), per, warmup=max(2, 8 // per))[1]
-            for _ in range(args.repeats)
-        ]
-        serial[name] = statistics.median(times)
-    stages, previous = {}, 0.0
-    for name in ("decode", "augment", "encode", "batch"):
-        stages[name] = round(max(serial[name] - previous, 0.0) * 1e3, 2)
-        previous = serial[name]
-    result["serial_ms_per_image"] = {k: round(v * 1e3, 2) for k, v in serial.items()}
-    result["stage_ms_per_image"] = stages
+        # One thread: per-stage cost (CPU time, robust to a shared machine).
+        serial, stages = _stage_costs(
+            config, source, args.num_classes, args.batch_size, n, args.repeats
+        )
+        result["serial_ms_per_image"] = serial
+        result["stage_ms_per_image"] = stages
     result["machine"]["load_average_at_end"] = harness.load_average()
 
     if not args.data_dir and not args.keep_data:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+# --------------------------------------------------------------------------- per core
+
+
+def _one_core_options():
+    """tf.data options that keep the pipeline's own work on one thread."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.cpu_budget = 1
+    return options
+
+
+def _affinity() -> list[int] | None:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def run_per_core_child(args) -> dict:
+    """Ours on one core (this process pinned to ``--cpu`` before TensorFlow starts)."""
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from cornernet_tf.data import build_dataset, load_source
+
+    _, ann, images, _ = _make_data(args)
+    config = _data_config(args, ann, images, num_parallel_calls=1)
+    source = load_source(config, training=True)
+    n, one_core = args.num_images, _one_core_options()
+    full = []
+    for _ in range(args.repeats):
+        ds = build_dataset(
+            config, True, batch_size=args.batch_size, num_classes=args.num_classes, source=source
+        ).with_options(one_core)
+        full.append(_time_images(ds, n, args.batch_size, warmup=2))
+    _, stages = _stage_costs(
+        config, source, args.num_classes, args.batch_size, n, args.repeats, one_core
+    )
+    wall, cpu = (statistics.median(v[i] for v in full) for i in (0, 1))
+    return {
+        "cpu_affinity": _affinity(),
+        "images_per_s": round(1.0 / wall, 2),
+        "images_per_cpu_s": round(1.0 / cpu, 2),
+        "cpu_ms_per_image": round(cpu * 1e3, 2),
+        "stage_cpu_ms_per_image": stages,
+    }
+
+
+def _run_json(command: list[str]) -> dict:
+    """Run ``command`` and parse the JSON object on the last line of its output."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:2])} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def per_core_comparison(args, data_dir: str, ann: str, images: str) -> dict:
+    """The official sampler and ours, each in its own process on the same CPU and files."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    cpu = args.cpu
+    if cpu is None and hasattr(os, "sched_getaffinity"):  # Linux: pin both to the last CPU
+        cpu = max(os.sched_getaffinity(0))
+    common = ["--num-images", str(args.num_images), "--batch-size", str(args.batch_size)]
+    common += ["--repeats", str(args.repeats)] + ([] if cpu is None else ["--cpu", str(cpu)])
+    official_cmd = [args.official_python, os.path.join(here, "official_sampler.py")]
+    official_cmd += ["--images", images, "--annotations", ann] + common
+    ours_cmd = [sys.executable, os.path.abspath(__file__), "--per-core-child"]
+    ours_cmd += ["--data-dir", data_dir, "--input-size", str(args.input_size)]
+    ours_cmd += ["--num-classes", str(args.num_classes)] + common
+    official = _run_json(official_cmd)
+    ours = _run_json(ours_cmd)
+    return {
+        "cpu": cpu,
+        "official": official,
+        "ours": ours,
+        "ratio_images_per_cpu_s": round(ours["images_per_cpu_s"] / official["images_per_cpu_s"], 3),
+        "ratio_images_per_s": round(ours["images_per_s"] / official["images_per_s"], 3),
+        "goal_ratio": 1.5,
+    }
+
+
+def print_per_core(pc: dict) -> None:
+    off, ours = pc["official"], pc["ours"]
+    where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
+    print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
+    print(f"{'':<22}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
+    for name, r in (("official sampler", off), ("ours (tf.data)", ours)):
+        print(
+            f"{name:<22}{r['images_per_s']:>10.1f}{r['images_per_cpu_s']:>14.1f}"
+            f"{r['cpu_ms_per_image']:>14.2f}"
+        )
+    print(
+        f"ours / official: {pc['ratio_images_per_cpu_s']:.2f}x per CPU-second, "
+        f"{pc['ratio_images_per_s']:.2f}x wall (goal {pc['goal_ratio']}x)"
+    )
+    print(f"{'stage (ours)':<14}{'ours CPU ms':>12}   {'official stages':<18}{'CPU ms':>8}")
+    for ours_stage, official_stages in STAGE_PAIRS:
+        ms = sum(off["stage_cpu_ms_per_image"][s] for s in official_stages)
+        label = " + ".join(official_stages) or "(in targets)"
+        print(
+            f"{ours_stage:<14}{ours['stage_cpu_ms_per_image'][ours_stage]:>12.2f}   "
+            f"{label:<18}{ms:>8.2f}"
+        )
 
 
 def print_table(result: dict) -> None:
@@ -173,17 +352,23 @@ def print_table(result: dict) -> None:
         f"\ninput pipeline: {setup['images']} shapes images {setup['image_size']} -> {setup['input_size']}^2, "
         f"{setup['num_classes']} classes, batch {setup['batch_size']}, {result['machine']['cpus']} CPUs"
     )
-    print(
-        f"full training pipeline: {result['full_pipeline_images_per_s']:.1f} images/s "
-        f"({result['full_pipeline_cpu_ms_per_image']:.1f} CPU ms per image)"
-    )
-    print(f"{'stage':<10}{'pipeline cut here: images/s':>30}{'stage CPU ms/image (1 thread)':>32}")
-    for name in ("decode", "augment", "encode", "batch"):
+    if "full_pipeline_images_per_s" in result:
         print(
-            f"{name:<10}{result['parallel_cut_images_per_s'][name]:>30.1f}{result['stage_ms_per_image'][name]:>32.2f}"
+            f"full training pipeline: {result['full_pipeline_images_per_s']:.1f} images/s "
+            f"({result['full_pipeline_cpu_ms_per_image']:.1f} CPU ms per image)"
         )
+        print(
+            f"{'stage':<12}{'pipeline cut here: images/s':>30}{'stage CPU ms/image (1 thread)':>32}"
+        )
+        for name in STAGE_CUTS:
+            print(
+                f"{name:<12}{result['parallel_cut_images_per_s'][name]:>30.1f}"
+                f"{result['stage_ms_per_image'][name]:>32.2f}"
+            )
+    if "per_core" in result:
+        print_per_core(result["per_core"])
     print(
-        f"load average: {result['machine']['load_average_at_start']} at start, "
+        f"load average: {result['machine']['load_average']} at start, "
         f"{result['machine']['load_average_at_end']} at end"
     )
 
@@ -201,8 +386,23 @@ def main(argv=None) -> int:
         "--data-dir", default=None, help="reuse (or create) the generated data here"
     )
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument(
+        "--official-python",
+        default=None,
+        help="a Python with NumPy and OpenCV: compare per core with the official sampler",
+    )
+    parser.add_argument("--per-core-only", action="store_true", help="only the per-core comparison")
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the CPU of the per-core runs (default: the last)"
+    )
+    parser.add_argument("--per-core-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", dest="json_out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.per_core_child:
+        print(json.dumps(run_per_core_child(args)))
+        return 0
+    if args.per_core_only and not args.official_python:
+        parser.error("--per-core-only needs --official-python")
     harness.report(run(args), args.json_out, table=print_table)
     return 0
 

@@ -6,7 +6,8 @@ Per image, in the official order:
 1. random crop: scale from ``rand_scales``, centre drawn at least ``_get_border`` away from the
    edges, crop ``int(input * scale)`` with zero padding (``augment=False``: the centred
    full-image square crop instead, the official debug/validation path);
-2. resize to the input size, reproducing OpenCV's fixed-point bilinear ``cv2.resize`` bit for bit;
+2. resize to the input size, reproducing OpenCV's fixed-point bilinear ``cv2.resize`` bit for bit
+   (in training fused with the crop: the zero-padded canvas is never built);
 3. clip boxes to ``[0, size - 1]`` and drop the degenerate ones;
 4. horizontal flip with p = 0.5 (``x -> W - x - 1``);
 5. pixels / 255, colour jitter (brightness, contrast, saturation in random order, alphas
@@ -138,16 +139,21 @@ def _shift_boxes(boxes: tf.Tensor, dx, dy) -> tf.Tensor:
 def random_crop_with_draws(image, boxes, scale, ctx, cty, view_size: Sequence[int]):
     """The official ``random_crop`` given its draws: ``scale`` (float64), centre ``(ctx, cty)``."""
     image = tf.convert_to_tensor(image)
+    g, boxes = random_crop_geometry(tf.shape(image)[:2], boxes, scale, ctx, cty, view_size)
+    return _paste(image, g), boxes
+
+
+def random_crop_geometry(image_hw, boxes, scale, ctx, cty, view_size: Sequence[int]):
+    """The random crop's window and canvas (``_crop_geometry``) and the boxes in canvas pixels."""
     boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
     scale = tf.cast(scale, tf.float64)
     height = tf.cast(tf.floor(float(view_size[0]) * scale), tf.int32)  # int(view_height * scale)
     width = tf.cast(tf.floor(float(view_size[1]) * scale), tf.int32)
-    g = _crop_geometry(tf.unstack(tf.shape(image)[:2]), (cty, ctx), (height, width))
-    cropped = _paste(image, g)
+    g = _crop_geometry(tf.unstack(image_hw), (cty, ctx), (height, width))
     # Official order: subtract the window origin, then add the paste offset.
     boxes = _shift_boxes(boxes, -g["x0"], -g["y0"])
     boxes = _shift_boxes(boxes, g["ctx"] - g["left"], g["cty"] - g["top"])
-    return cropped, boxes
+    return g, boxes
 
 
 def draw_random_crop(seed, image_hw, rand_scales: Sequence[float], border: int):
@@ -172,8 +178,15 @@ def full_image_crop(image, boxes):
     return cropped, boxes, border
 
 
-def _cv2_linear_taps(src_size, dst_size: int):
-    """Source indices and 11-bit weights of OpenCV's INTER_LINEAR along one axis."""
+def _cv2_linear_taps(src_size, dst_size: int, clamp_fraction: bool = True):
+    """Source indices and 11-bit weights of OpenCV's INTER_LINEAR along one axis.
+
+    OpenCV treats the axes differently at the borders: along x a tap before the first or past
+    the last pixel becomes that pixel with weights (2048, 0) (``clamp_fraction=True``); along
+    y only the row indices are clamped and the weights keep the fraction, so the first and last
+    output rows of an upscale blend a row with itself, e.g. ``(411 * D >> 16) + (1637 * D >> 16)``
+    (``clamp_fraction=False``), which can be one below ``2048 * D >> 16``.
+    """
     src = tf.cast(src_size, tf.float64)
     scale = 1.0 / (tf.constant(float(dst_size), tf.float64) / src)  # cv2: 1 / inv_scale
     f = tf.cast((tf.range(dst_size, dtype=tf.float64) + 0.5) * scale - 0.5, tf.float32)
@@ -181,12 +194,16 @@ def _cv2_linear_taps(src_size, dst_size: int):
     f = f - s
     s = tf.cast(s, tf.int32)
     last = tf.cast(src_size, tf.int32) - 1
-    low, high = s < 0, s >= last
-    f = tf.where(low | high, tf.zeros_like(f), f)
-    s = tf.where(low, tf.zeros_like(s), tf.where(high, tf.fill(tf.shape(s), last), s))
+    if clamp_fraction:
+        low, high = s < 0, s >= last
+        f = tf.where(low | high, tf.zeros_like(f), f)
+        s = tf.where(low, tf.zeros_like(s), tf.where(high, tf.fill(tf.shape(s), last), s))
+        s1 = tf.minimum(s + 1, last)
+    else:
+        s, s1 = tf.clip_by_value(s, 0, last), tf.clip_by_value(s + 1, 0, last)
     w1 = tf.cast(tf.round(f * _CV_COEF_SCALE), tf.int32)  # saturate_cast<short>: round half to even
     w0 = tf.cast(tf.round((1.0 - f) * _CV_COEF_SCALE), tf.int32)
-    return s, tf.minimum(s + 1, last), w0, w1
+    return s, s1, w0, w1
 
 
 def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
@@ -201,30 +218,94 @@ def resize_uint8(image, size: Sequence[int]) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     out_h, out_w = int(size[0]), int(size[1])
     shape = tf.shape(image)
-    ys0, ys1, b0, b1 = _cv2_linear_taps(shape[0], out_h)
+    ys0, ys1, b0, b1 = _cv2_linear_taps(shape[0], out_h, clamp_fraction=False)
     xs0, xs1, a0, a1 = _cv2_linear_taps(shape[1], out_w)
+    return _fixed_point_resize(image, (ys0, b0, ys1, b1), (xs0, a0, xs1, a1), out_h, out_w)
+
+
+def _window_taps(taps, pad, length, origin):
+    """Canvas taps -> taps into the pasted window: ``(index, weight)`` pairs.
+
+    Canvas position ``i`` holds source pixel ``origin + i - pad`` when ``0 <= i - pad < length``
+    and zero otherwise; a tap on zero padding keeps a valid index but gets weight 0, which
+    adds exactly what the zero pixel would (``0``) in the integer arithmetic.
+    """
+    s0, s1, w0, w1 = taps
+    out = []
+    for s, w in ((s0, w0), (s1, w1)):
+        local = s - pad
+        inside = (local >= 0) & (local < length)
+        out.append(origin + tf.clip_by_value(local, 0, tf.maximum(length - 1, 0)))
+        out.append(tf.where(inside, w, tf.zeros_like(w)))
+    return out
+
+
+def _fixed_point_resize(image, rows, cols, out_h: int, out_w: int) -> tf.Tensor:
+    """OpenCV's INTER_LINEAR in fixed point given per-axis ``(i0, w0, i1, w1)`` taps into ``image``.
+
+    ``rows`` index the rows of ``image`` (after its horizontal pass), ``cols`` its columns.
+    """
+    y0, b0, y1, b1 = rows
+    x0, a0, x1, a1 = cols
     shift = tf.bitwise.right_shift
-    # Horizontal pass on every source row (gathering uint8 first: a quarter of the memory traffic).
-    p0 = tf.cast(tf.gather(image, xs0, axis=1), tf.int32)
-    p1 = tf.cast(tf.gather(image, xs1, axis=1), tf.int32)
-    d = shift(p0 * a0[None, :, None] + p1 * a1[None, :, None], 4)
+    shape = tf.shape(image)
+    channels = image.shape[2] if image.shape[2] is not None else shape[2]
+    # Products are taken on [rows, out_w * channels] with weights broadcast along one axis of a
+    # 2-D tensor: several times faster in TF than broadcasting over the middle of [h, w, c].
+    a0, a1 = (tf.repeat(a, channels) for a in (a0, a1))
+    # Horizontal pass (gathering uint8 first: a quarter of the memory traffic).
+    p0 = tf.reshape(tf.cast(tf.gather(image, x0, axis=1), tf.int32), [shape[0], -1])
+    p1 = tf.reshape(tf.cast(tf.gather(image, x1, axis=1), tf.int32), [shape[0], -1])
+    d = shift(p0 * a0 + p1 * a1, 4)
     # Vertical pass on the rows each output row needs.
-    v = shift(b0[:, None, None] * tf.gather(d, ys0), 16) + shift(
-        b1[:, None, None] * tf.gather(d, ys1), 16
+    v = shift(tf.gather(d, y0) * b0[:, None], 16) + shift(tf.gather(d, y1) * b1[:, None], 16)
+    # No clip needed: every value is in [0, 255]. Per axis the two weights are roundings of
+    # 2048 (1 - f) and 2048 f, so they sum to at most 2049; then d <= (255 * 2049) >> 4 = 32655
+    # and v <= floor(2049 * 32655 / 65536) = 1020, (1020 + 2) >> 2 = 255 (cv2 saturates there).
+    out = tf.cast(shift(v + 2, 2), tf.uint8)
+    return tf.reshape(out, [out_h, out_w, channels])
+
+
+def crop_resize_uint8(image, g: dict, size: Sequence[int]) -> tf.Tensor:
+    """``resize_uint8(_paste(image, g), size)`` without building the zero-padded canvas.
+
+    The random crop pastes a window of the image onto a zero canvas (up to 1.4 times the input
+    size, mostly padding at large scales) that the resize then reads. Here the canvas's taps
+    are mapped onto the window itself: only the window's rows go through the horizontal pass
+    and padding taps get weight 0, so the output is bit-identical to resizing the canvas.
+    """
+    image = tf.convert_to_tensor(image)
+    out_h, out_w = int(size[0]), int(size[1])
+    rows_n, cols_n = g["y1"] - g["y0"], g["x1"] - g["x0"]
+    pad_top, pad_left = g["cty"] - g["top"], g["ctx"] - g["left"]
+    rows = _window_taps(
+        _cv2_linear_taps(g["height"], out_h, clamp_fraction=False), pad_top, rows_n, 0
     )
-    return tf.cast(tf.clip_by_value(shift(v + 2, 2), 0, 255), tf.uint8)
+    cols = _window_taps(_cv2_linear_taps(g["width"], out_w), pad_left, cols_n, g["x0"])
+    window_rows = image[g["y0"] : g["y1"]]
+
+    def resized():
+        return _fixed_point_resize(window_rows, rows, cols, out_h, out_w)
+
+    def empty():  # a window of no pixels: the canvas is all zeros
+        return tf.zeros([out_h, out_w, tf.shape(image)[2]], tf.uint8)
+
+    return tf.cond((rows_n > 0) & (cols_n > 0), resized, empty)
 
 
 def resize_image(image, boxes, size: Sequence[int]):
     """The official ``_resize_image``: resize, then scale boxes by ``new / old`` (ratio first, float64)."""
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
-    resized = resize_uint8(image, size)
-    height_ratio = float(size[0]) / tf.cast(shape[0], tf.float64)
-    width_ratio = float(size[1]) / tf.cast(shape[1], tf.float64)
+    return resize_uint8(image, size), _resize_boxes(boxes, (shape[0], shape[1]), size)
+
+
+def _resize_boxes(boxes, old_hw, size: Sequence[int]) -> tf.Tensor:
+    """Boxes of an ``old_hw`` image resized to ``size``: times ``new / old`` (ratio first, float64)."""
+    height_ratio = float(size[0]) / tf.cast(old_hw[0], tf.float64)
+    width_ratio = float(size[1]) / tf.cast(old_hw[1], tf.float64)
     boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
-    boxes = boxes * tf.stack([width_ratio, height_ratio, width_ratio, height_ratio])
-    return resized, boxes
+    return boxes * tf.stack([width_ratio, height_ratio, width_ratio, height_ratio])
 
 
 def clip_detections(boxes, classes, image_hw):
@@ -246,7 +327,7 @@ def flip_horizontal(image, boxes):
     flipped = tf.stack(
         [width - boxes[:, 2] - 1.0, boxes[:, 1], width - boxes[:, 0] - 1.0, boxes[:, 3]], axis=1
     )
-    return image[:, ::-1], flipped
+    return tf.reverse(image, [1]), flipped  # ~15x faster than the strided slice image[:, ::-1]
 
 
 # --------------------------------------------------------------------------- colour
@@ -317,22 +398,25 @@ def photometric(
 
     Every jitter operation is ``x -> a * x + (1 - a) * t`` with ``t`` in {0, gray mean, gray}
     and the grayscale taken once before the first operation, so the whole chain is
-    ``x * k1 + gray * k2 + k3`` with per-channel constants: three passes over the image instead
-    of about sixteen. ``image`` is ``scale`` times the [0, 1] pixel value (uint8 values with the
-    default ``1/255``). ``order``/``alphas`` as :func:`color_jitter_with_draws` (None: no jitter),
-    ``light_alpha`` as :func:`lighting_with_alpha` (None: no lighting). Agrees with the
-    sequential official operations to float32 rounding (~1e-6).
+    ``x * k1 + gray * k2 + k3`` with per-channel constants: a 3x3 matrix product and a bias
+    instead of about sixteen passes over the image. ``image`` is ``scale`` times the [0, 1] pixel
+    value (uint8 values with the default ``1/255``). ``order``/``alphas`` as
+    :func:`color_jitter_with_draws` (None: no jitter), ``light_alpha`` as
+    :func:`lighting_with_alpha` (None: no lighting). Agrees with the sequential official
+    operations to float32 rounding (~1e-6).
     """
     x = tf.cast(image, tf.float32)
+    pixels = tf.reshape(x, [-1, 3])
     mean = tf.constant(np.asarray(mean, np.float64))
     std = tf.constant(np.asarray(std, np.float64))
+    gray_weights = tf.constant(GRAY_WEIGHTS_RGB, tf.float64)
     k_image = tf.constant(1.0, tf.float64)
     k_gray = tf.constant(0.0, tf.float64)
     offset = tf.constant(0.0, tf.float64)
-    gray = None
     if order is not None:
-        gray = grayscale(x)[..., None]
-        gray_mean = tf.cast(tf.reduce_mean(gray), tf.float64) * scale
+        # mean(gray) = gray weights . per-channel means (the grayscale is linear).
+        channel_means = tf.cast(tf.reduce_mean(pixels, axis=0), tf.float64)
+        gray_mean = tf.tensordot(channel_means, gray_weights, 1) * scale
         order = tf.cast(tf.reshape(order, [3]), tf.int32)
         alphas = tf.cast(tf.reshape(alphas, [3]), tf.float64)
         for i in range(3):
@@ -346,12 +430,16 @@ def photometric(
         light = tf.linalg.matvec(
             tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha
         )
-    k1 = tf.cast(k_image * scale / std, tf.float32)
+    k1 = k_image * scale / std
     k3 = tf.cast((offset + light - mean) / std, tf.float32)
-    out = x * k1
-    if gray is not None:
-        out = out + gray * tf.cast(k_gray * scale / std, tf.float32)
-    return out + k3
+    if order is None:
+        return x * tf.cast(k1, tf.float32) + k3
+    # x * k1 + gray * k2 as one 3x3 matrix on the pixels: out_c = sum_j x_j (k1_c [j == c]
+    # + w_j k2_c) with w the grayscale weights -- one pass instead of a grayscale and three more.
+    k2 = k_gray * scale / std
+    mix = tf.linalg.diag(k1 * tf.ones([3], tf.float64)) + gray_weights[:, None] * k2[None, :]
+    out = tf.matmul(pixels, tf.cast(mix, tf.float32)) + k3
+    return tf.reshape(out, tf.shape(x))
 
 
 # --------------------------------------------------------------------------- whole chains
@@ -373,13 +461,7 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4)
     )
-    image = tf.convert_to_tensor(image)
-    shape = tf.shape(image)
-    view_size, border = crop_view(config)
-    scale, ctx, cty = draw_random_crop(crop_seed, (shape[0], shape[1]), config.rand_scales, border)
-    image, boxes = random_crop_with_draws(image, boxes, scale, ctx, cty, view_size)
-    image, boxes = resize_image(image, boxes, config.input_size)
-    boxes, classes = clip_detections(boxes, classes, config.input_size)
+    image, boxes, classes = random_crop_resize(image, boxes, classes, crop_seed, config)
     if config.flip:
         do_flip = tf.random.stateless_uniform([], flip_seed, dtype=tf.float64) > 0.5
         image, boxes = tf.cond(
@@ -393,6 +475,23 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     image = photometric(image, config.mean, config.std, order, alphas, light_alpha)
     h, w = (int(v) for v in config.input_size)
     return tf.ensure_shape(image, [h, w, 3]), boxes, classes
+
+
+def random_crop_resize(image, boxes, classes, crop_seed, config: DataConfig):
+    """The geometric half of the training sampler: random crop, resize to ``input_size``, clip.
+
+    Returns ``(image uint8 [h, w, 3], boxes float64 [K, 4], classes [K])``.
+    """
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    view_size, border = crop_view(config)
+    scale, ctx, cty = draw_random_crop(crop_seed, (shape[0], shape[1]), config.rand_scales, border)
+    g, boxes = random_crop_geometry(shape[:2], boxes, scale, ctx, cty, view_size)
+    # = resize_image(random_crop_with_draws(...)), without the zero-padded canvas in between.
+    image = crop_resize_uint8(image, g, config.input_size)
+    boxes = _resize_boxes(boxes, (g["height"], g["width"]), config.input_size)
+    boxes, classes = clip_detections(boxes, classes, config.input_size)
+    return image, boxes, classes
 
 
 def crop_view(config: DataConfig):
