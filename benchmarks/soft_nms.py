@@ -7,7 +7,13 @@ and times ``soft_nms`` (exp, the CornerNet test) and ``soft_nms_merge`` (exp, we
 multi-scale test) through both implementations, round-robin (harness.interleaved_medians) so
 that load bursts hit both alike. Every timed pair is also checked to give bit-identical arrays.
 
+With ``--detector-weights`` (a model trained by ``benchmarks/learn_shapes.py``) it also splits
+``Detector.detect`` on the held-out shapes images into the network + decoding + flip/scale merge
+(``raw_detections``) and the rest (``finalise``: per-class soft-NMS and the top-k), finalising the
+same rows with each implementation and checking that the detections are identical.
+
     python benchmarks/soft_nms.py [--rows 500 1000 3000] [--repeats 7] [--json out.json]
+        [--detector-weights W --detector-data DIR [--detector-config C] [--images 40]]
 """
 
 from __future__ import annotations
@@ -82,6 +88,66 @@ def bench(rows_list, repeats: int) -> dict:
     return {"results": results}
 
 
+def detector_split(config_path: str, weights: str, data_dir: str, images: int) -> dict:
+    """Median ms per image of ``raw_detections`` and of ``finalise`` (NumPy port and native)."""
+    import json
+    import statistics
+
+    from PIL import Image
+
+    from cornernet_tf.config import load_config
+    from cornernet_tf.detection.finalise import finalise
+    from cornernet_tf.inference.detector import Detector
+    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.weights import load_weights
+
+    config = load_config(config_path)
+    model = build_model(config.model)
+    load_weights(model, weights)
+    detector = Detector(model, config.test)
+    folder = os.path.join(data_dir, "heldout")
+    with open(os.path.join(folder, "annotations.json"), encoding="utf-8") as fh:
+        entries = json.load(fh)["images"][:images]
+    arrays = [
+        np.asarray(Image.open(os.path.join(folder, "images", e["file_name"])).convert("RGB"))
+        for e in entries
+    ]
+    detector.detect(arrays[0])  # traces the network
+    times: dict = {"raw": [], "numpy": [], "native": []}
+    rows, largest_class, identical = [], [], True
+    for image in arrays:
+        seconds, raw = harness.timed(detector.raw_detections, image)
+        times["raw"].append(seconds)
+        valid = raw[raw[:, 4] > -1]
+        rows.append(len(valid))
+        largest_class.append(int(np.bincount(valid[:, -1].astype(int)).max()) if len(valid) else 0)
+        results = {}
+        for impl in ("numpy", "native"):
+            os.environ[soft_nms_native.ENV] = impl
+            seconds, results[impl] = harness.timed(finalise, raw.copy(), detector.config)
+            times[impl].append(seconds)
+        identical &= all(
+            np.array_equal(results["numpy"][k], results["native"][k]) for k in results["numpy"]
+        )
+    ms = {k: round(1000 * statistics.median(v), 2) for k, v in times.items()}
+    return {
+        "config": os.path.relpath(config_path, harness.ROOT),
+        "test": {"scales": config.test.scales, "flip": config.test.flip},
+        "images": len(arrays),
+        "median_valid_rows": int(statistics.median(rows)),
+        "median_rows_of_largest_class": int(statistics.median(largest_class)),
+        "median_ms": {
+            "raw_detections": ms["raw"],
+            "finalise_numpy": ms["numpy"],
+            "finalise_native": ms["native"],
+        },
+        "finalise_share_numpy": round(ms["numpy"] / (ms["raw"] + ms["numpy"]), 3),
+        "finalise_share_native": round(ms["native"] / (ms["raw"] + ms["native"]), 3),
+        "detect_speedup": round((ms["raw"] + ms["numpy"]) / (ms["raw"] + ms["native"]), 2),
+        "identical_detections": bool(identical),
+    }
+
+
 def table(result: dict) -> None:
     print(f"load average before / after: {result['load_before']} / {result['load_after']}")
     print(
@@ -92,6 +158,15 @@ def table(result: dict) -> None:
             f"{r['rows']:>6} {r['variant']:>14} {r['live']:>6} {r['numpy_ms']:>10.2f} "
             f"{r['native_ms']:>10.3f} {r['speedup']:>7.1f}  {r['bit_identical']}"
         )
+    split = result.get("detector")
+    if split:
+        ms = split["median_ms"]
+        print(
+            f"Detector.detect on {split['images']} held-out images ({split['median_valid_rows']} "
+            f"valid rows, {split['median_rows_of_largest_class']} in the largest class): network + "
+            f"decode + merge {ms['raw_detections']:.1f} ms, finalise NumPy {ms['finalise_numpy']:.1f} "
+            f"ms / native {ms['finalise_native']:.1f} ms; detect {split['detect_speedup']}x faster"
+        )
 
 
 def main() -> int:
@@ -99,6 +174,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[500, 1000, 3000])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--detector-config", default=harness.config_path("cornernet_tiny_learn"))
+    parser.add_argument("--detector-weights", help="weights trained by benchmarks/learn_shapes.py")
+    parser.add_argument("--detector-data", help="its shapes folder (with heldout/)")
+    parser.add_argument("--images", type=int, default=40, help="held-out images for the split")
     args = parser.parse_args()
     available, reason = soft_nms_native.available()
     if not available:
@@ -106,6 +185,10 @@ def main() -> int:
         return 2
     before = harness.load_average()
     result = bench(args.rows, args.repeats)
+    if args.detector_weights:
+        result["detector"] = detector_split(
+            args.detector_config, args.detector_weights, args.detector_data, args.images
+        )
     result = {
         "machine": harness.machine_info(),
         "load_before": before,
@@ -113,7 +196,8 @@ def main() -> int:
         **result,
     }
     harness.report(result, args.json, table)
-    return 0 if all(r["bit_identical"] for r in result["results"]) else 1
+    same = all(r["bit_identical"] for r in result["results"])
+    return 0 if same and result.get("detector", {}).get("identical_detections", True) else 1
 
 
 if __name__ == "__main__":
