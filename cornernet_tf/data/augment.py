@@ -21,7 +21,7 @@ only changes the grayscale weights' order, the eigenvector rows and the mean/std
 Boxes stay float64 like the official arrays, because the target encoder truncates them.
 
 The resize's per-pixel integer arithmetic runs in a C++ op (``cornernet_tf.ops.image_ops``,
-bit-identical, ~10x faster) when the native op library is built and the image is on the CPU,
+bit-identical, ~6x cheaper) when the native op library is built and the image is on the CPU,
 and in TensorFlow integer ops otherwise. ``impl="tf"`` on :func:`resize_uint8` /
 :func:`crop_resize_uint8`, or ``CORNERNET_NATIVE_RESIZE=0`` in the environment (read when the
 pipeline is traced), forces the TensorFlow ops.

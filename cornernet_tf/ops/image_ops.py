@@ -2,8 +2,9 @@
 
 ``fixed_point_resize`` runs OpenCV's integer INTER_LINEAR arithmetic in one C++ pass, given the
 taps that ``cornernet_tf.data.augment`` computes; its result is bit-identical to the TensorFlow
-integer ops there, about ten times faster on one core. It lives in the corner-pool op library
-and uses that library's loader (``corner_pool.load_native``), so the library is loaded once.
+integer ops there (the pipeline's crop + resize costs ~2 instead of ~13 CPU-ms per 511x511
+image). It lives in the corner-pool op library and uses that library's loader
+(``corner_pool.load_native``), so the library is loaded once.
 
 ``native_resize_available()`` says whether it can be used: the library loads, defines the op
 (a library built before the op existed does not), and ``$CORNERNET_NATIVE_RESIZE`` is not
