@@ -19,12 +19,14 @@ and inter-op parallelism 1). Both report images/s (wall) and images per CPU-seco
 time, the figure that a shared machine does not distort) and their stage costs: official read,
 crop, resize, colour (flip, /255, jitter, lighting, normalise, CHW) and targets (batch arrays,
 Gaussians, tags) beside ours decode, crop + resize, flip + colour, encode, batch.
-``--per-core-only`` skips the parallel views.
+``--per-core-only`` skips the parallel views. ``--tf-resize`` forces the TensorFlow-ops resize
+instead of the native op (sets ``CORNERNET_NATIVE_RESIZE=0``, inherited by the child); the
+per-core result names the path used (``resize``).
 
 Prints a JSON object and a table. Figures are medians over --repeats.
 
     python benchmarks/input_pipeline.py [--num-images 240] [--batch-size 8] [--repeats 3]
-        [--official-python PY [--per-core-only] [--cpu N]]
+        [--official-python PY [--per-core-only] [--cpu N]] [--tf-resize]
 """
 
 from __future__ import annotations
@@ -265,6 +267,7 @@ def run_per_core_child(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from cornernet_tf.data import build_dataset, load_source
+    from cornernet_tf.ops.image_ops import native_resize_available
 
     _, ann, images, _ = _make_data(args)
     config = _data_config(args, ann, images, num_parallel_calls=1)
@@ -282,6 +285,7 @@ def run_per_core_child(args) -> dict:
     wall, cpu = (statistics.median(v[i] for v in full) for i in (0, 1))
     return {
         "cpu_affinity": _affinity(),
+        "resize": "native" if native_resize_available()[0] else "tf",
         "images_per_s": round(1.0 / wall, 2),
         "images_per_cpu_s": round(1.0 / cpu, 2),
         "cpu_ms_per_image": round(cpu * 1e3, 2),
@@ -326,6 +330,7 @@ def print_per_core(pc: dict) -> None:
     off, ours = pc["official"], pc["ours"]
     where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
     print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
+    print(f"ours: {ours.get('resize', '?')} resize")
     print(f"{'':<22}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
     for name, r in (("official sampler", off), ("ours (tf.data)", ours)):
         print(
@@ -397,7 +402,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--per-core-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", dest="json_out", default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--tf-resize",
+        action="store_true",
+        help="force the TensorFlow-ops resize (not the native op)",
+    )
     args = parser.parse_args(argv)
+    if args.tf_resize:
+        os.environ["CORNERNET_NATIVE_RESIZE"] = "0"
     if args.per_core_child:
         print(json.dumps(run_per_core_child(args)))
         return 0
