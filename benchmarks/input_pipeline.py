@@ -46,6 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import harness  # noqa: E402  (puts the checkout on sys.path)
 
+from cornernet_tf import tf_allocator  # noqa: E402
+
 
 def _time_images(ds, num_images: int, per_element: int = 1, warmup: int = 8) -> tuple[float, float]:
     """(wall s, process CPU s) per image, pulling ``num_images`` images after a warm-up.
@@ -192,6 +194,7 @@ def run(args) -> dict:
             "batch_size": args.batch_size,
             "repeats": args.repeats,
             "generation_images_per_s": round(n / gen_s, 1) if gen_s else None,
+            "cpu_allocator": "bfc" if tf_allocator.prefer_bfc_cpu_allocator() else "default",
         },
     }
 
@@ -286,6 +289,7 @@ def run_per_core_child(args) -> dict:
     return {
         "cpu_affinity": _affinity(),
         "resize": "native" if native_resize_available()[0] else "tf",
+        "cpu_allocator": "bfc" if tf_allocator.prefer_bfc_cpu_allocator() else "default",
         "images_per_s": round(1.0 / wall, 2),
         "images_per_cpu_s": round(1.0 / cpu, 2),
         "cpu_ms_per_image": round(cpu * 1e3, 2),
@@ -330,7 +334,7 @@ def print_per_core(pc: dict) -> None:
     off, ours = pc["official"], pc["ours"]
     where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
     print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
-    print(f"ours: {ours.get('resize', '?')} resize")
+    print(f"ours: {ours.get('resize', '?')} resize, {ours.get('cpu_allocator', '?')} CPU allocator")
     print(f"{'':<22}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
     for name, r in (("official sampler", off), ("ours (tf.data)", ours)):
         print(
@@ -407,9 +411,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="force the TensorFlow-ops resize (not the native op)",
     )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="TensorFlow's default CPU allocator instead of BFC (as `cornernet` sets it)",
+    )
     args = parser.parse_args(argv)
     if args.tf_resize:
         os.environ["CORNERNET_NATIVE_RESIZE"] = "0"
+    if args.default_allocator:
+        os.environ[tf_allocator.ENV] = "false"
+    else:
+        tf_allocator.prefer_bfc_cpu_allocator()  # as `cornernet train` runs; children inherit it
     if args.per_core_child:
         print(json.dumps(run_per_core_child(args)))
         return 0

@@ -22,6 +22,7 @@ import cornernet_tf.commands as commands_pkg
 from cornernet_tf import __version__
 from cornernet_tf.commands._ranges import check_option_ranges
 from cornernet_tf.log_noise import quiet_harmless_logs
+from cornernet_tf.tf_allocator import prefer_bfc_cpu_allocator
 
 DEBUG_ENV = "CORNERNET_DEBUG"
 DEBUG_HELP = f"show the full traceback of any error (also {DEBUG_ENV}=1)"
@@ -76,6 +77,7 @@ def report_error(command: str, error: BaseException) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_harmless_logs()  # before any command imports TensorFlow
+    prefer_bfc_cpu_allocator()  # likewise: TensorFlow reads it when it creates its allocator
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
