@@ -227,6 +227,14 @@ def _install(tmp_lib: Path, lib: Path) -> None:
     os.replace(staged, lib)
 
 
+def _compiler() -> str:
+    """The C++ compiler (``CXX``, default g++), checked to exist."""
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise BuildError(f"C++ compiler {cxx!r} not found; install g++ or set CXX")
+    return cxx
+
+
 def build(force: bool = False, verbose: bool = True) -> BuildResult:
     """Compile the library unless it is up to date; raise BuildError with the reason on failure."""
     start = time.perf_counter()
@@ -238,9 +246,7 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
             print(f"corner-pool op: {lib} is up to date (use --force to rebuild)")
         return BuildResult(lib, False, use_cuda, cuda_reason, time.perf_counter() - start, [])
 
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        raise BuildError(f"C++ compiler {cxx!r} not found; install g++ or set CXX")
+    cxx = _compiler()
     if verbose:
         print(f"corner-pool op: building {lib.name} for TensorFlow {tf.__version__}")
         print(f"  CUDA kernels: {'yes' if use_cuda else 'no'} ({cuda_reason})")
@@ -322,9 +328,7 @@ def build_soft_nms(force: bool = False, verbose: bool = True) -> BuildResult:
         if verbose:
             print(f"soft-NMS: {lib} is up to date (use --force to rebuild)")
         return BuildResult(lib, False, False, no_cuda, time.perf_counter() - start, [])
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        raise BuildError(f"C++ compiler {cxx!r} not found; install g++ or set CXX")
+    cxx = _compiler()
     if verbose:
         print(f"soft-NMS: building {lib.name}")
     with tempfile.TemporaryDirectory(prefix="soft_nms_build_") as tmp:
