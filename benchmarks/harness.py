@@ -92,6 +92,22 @@ def coco_summary(metrics: Mapping[str, Any], keys: Iterable[str] = ("AP", "AP50"
 FULL_SUMMARY = ("AP", "AP50", "AP75", "APs_APm_APl", "AR100")
 
 
+def heldout_shapes(data_dir: str, limit: int | None = None) -> tuple[dict, list]:
+    """The held-out split of a ``learn_shapes.py`` data folder: (its COCO annotations, the RGB
+    uint8 arrays of its first ``limit`` images, in the annotations' order)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = os.path.join(data_dir, "heldout")
+    with open(os.path.join(folder, "annotations.json"), encoding="utf-8") as fh:
+        ground_truth = json.load(fh)
+    arrays = [
+        np.asarray(Image.open(os.path.join(folder, "images", e["file_name"])).convert("RGB"))
+        for e in ground_truth["images"][:limit]
+    ]
+    return ground_truth, arrays
+
+
 def report(
     result: dict,
     json_path: str | None = None,

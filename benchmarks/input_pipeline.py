@@ -194,7 +194,7 @@ def run(args) -> dict:
             "batch_size": args.batch_size,
             "repeats": args.repeats,
             "generation_images_per_s": round(n / gen_s, 1) if gen_s else None,
-            "cpu_allocator": "bfc" if tf_allocator.prefer_bfc_cpu_allocator() else "default",
+            "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
         },
     }
 
@@ -289,7 +289,7 @@ def run_per_core_child(args) -> dict:
     return {
         "cpu_affinity": _affinity(),
         "resize": "native" if native_resize_available()[0] else "tf",
-        "cpu_allocator": "bfc" if tf_allocator.prefer_bfc_cpu_allocator() else "default",
+        "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
         "images_per_s": round(1.0 / wall, 2),
         "images_per_cpu_s": round(1.0 / cpu, 2),
         "cpu_ms_per_image": round(cpu * 1e3, 2),

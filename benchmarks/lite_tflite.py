@@ -274,9 +274,6 @@ def shapes_ap(
     tmp: str, config_path: str, weights: str, data_dir: str, calibration: int, threads: int
 ) -> dict:
     """Part 3: COCO AP of a trained model on the held-out shapes split, float32 vs int8 LiteRT."""
-    import json
-
-    from PIL import Image
 
     from cornernet_tf.config import load_config
     from cornernet_tf.eval.coco_eval import evaluate_detections, to_coco_results
@@ -285,10 +282,7 @@ def shapes_ap(
     from cornernet_tf.modeling.cornernet import build_model
     from cornernet_tf.weights import load_weights
 
-    annotations = os.path.join(data_dir, "heldout", "annotations.json")
-    image_dir = os.path.join(data_dir, "heldout", "images")
-    with open(annotations, encoding="utf-8") as fh:
-        ground_truth = json.load(fh)
+    ground_truth, arrays = harness.heldout_shapes(data_dir)
     category_ids = sorted(c["id"] for c in ground_truth["categories"])
     config = load_config(config_path, ["model.corner_pool_impl=tf"])
     model = build_model(config.model)
@@ -315,10 +309,7 @@ def shapes_ap(
     for q in quantizations:
         detector = LiteRTDetector(paths[q], num_threads=threads)
         results, seconds = [], []
-        for entry in ground_truth["images"]:
-            image = np.asarray(
-                Image.open(os.path.join(image_dir, entry["file_name"])).convert("RGB")
-            )
+        for entry, image in zip(ground_truth["images"], arrays):
             took, dets = timed(detector.detect, image)
             seconds.append(took)
             results += to_coco_results(entry["id"], dets, list(detector.category_ids))

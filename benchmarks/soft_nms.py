@@ -90,10 +90,7 @@ def bench(rows_list, repeats: int) -> dict:
 
 def detector_split(config_path: str, weights: str, data_dir: str, images: int) -> dict:
     """Median ms per image of ``raw_detections`` and of ``finalise`` (NumPy port and native)."""
-    import json
     import statistics
-
-    from PIL import Image
 
     from cornernet_tf.config import load_config
     from cornernet_tf.detection.finalise import finalise
@@ -105,13 +102,7 @@ def detector_split(config_path: str, weights: str, data_dir: str, images: int) -
     model = build_model(config.model)
     load_weights(model, weights)
     detector = Detector(model, config.test)
-    folder = os.path.join(data_dir, "heldout")
-    with open(os.path.join(folder, "annotations.json"), encoding="utf-8") as fh:
-        entries = json.load(fh)["images"][:images]
-    arrays = [
-        np.asarray(Image.open(os.path.join(folder, "images", e["file_name"])).convert("RGB"))
-        for e in entries
-    ]
+    arrays = harness.heldout_shapes(data_dir, images)[1]
     detector.detect(arrays[0])  # traces the network
     times: dict = {"raw": [], "numpy": [], "native": []}
     rows, largest_class, identical = [], [], True

@@ -22,6 +22,11 @@ import sys
 ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
+def bfc_requested() -> bool:
+    """Whether the environment asks TensorFlow for its BFC CPU allocator."""
+    return os.environ.get(ENV, "").strip().lower() in ("1", "true")
+
+
 def prefer_bfc_cpu_allocator() -> bool:
     """Ask TensorFlow for its BFC CPU allocator unless the user chose; whether it will be used.
 
@@ -29,4 +34,4 @@ def prefer_bfc_cpu_allocator() -> bool:
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault(ENV, "true")
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true")
+    return bfc_requested()
