@@ -18,7 +18,11 @@ Then the parts of the SavedModel's time that are not the convolutions, timed in 
   decode, flip merge, map back and soft-NMS -- run by ``GraphDetector`` on canned network maps;
 * ``detector_post``: the same for ``Detector`` (decode, then the NumPy flip merge and soft-NMS).
 
-    python benchmarks/serving_graph.py [--repeats 3] [--torch-python PY] [--threads 2] [--json F]
+TensorFlow runs with its BFC CPU allocator, as ``cornernet`` commands do (``--default-allocator``:
+the default one, which hands large buffers back to the system after each call).
+
+    python benchmarks/serving_graph.py [--repeats 3] [--torch-python PY] [--threads 2]
+        [--default-allocator] [--json F]
 """
 
 from __future__ import annotations
@@ -34,14 +38,9 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import harness  # noqa: E402  (puts the checkout on sys.path)
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from harness import ROOT, interleaved_medians, load_average  # noqa: E402
 
-from cornernet_tf.config import load_config  # noqa: E402
-from cornernet_tf.inference.detector import Detector  # noqa: E402
-from cornernet_tf.inference.graph_detector import GraphDetector  # noqa: E402
-from cornernet_tf.modeling.cornernet import build_model  # noqa: E402
-from cornernet_tf.ops.corner_pool import corner_pool  # noqa: E402
+from cornernet_tf import tf_allocator  # noqa: E402
 
 OFFICIAL_SCRIPT = os.path.join(ROOT, "benchmarks", "official_test_torch.py")
 
@@ -97,10 +96,26 @@ def main(argv=None) -> int:
     parser.add_argument("--precisions", default="float32", help="Detector precisions to time")
     parser.add_argument("--torch-python", help="a Python with torch and OpenCV: time the official")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="TensorFlow's default CPU allocator instead of BFC (as `cornernet` sets it)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    # TensorFlow reads the allocator setting when it is imported: choose it first.
+    if args.default_allocator:
+        os.environ[tf_allocator.ENV] = "false"
+    else:
+        tf_allocator.prefer_bfc_cpu_allocator()
+    import tensorflow as tf
 
+    from cornernet_tf.config import load_config
     from cornernet_tf.export.saved_model import export_saved_model
+    from cornernet_tf.inference.detector import Detector
+    from cornernet_tf.inference.graph_detector import GraphDetector
+    from cornernet_tf.modeling.cornernet import build_model
+    from cornernet_tf.ops.corner_pool import corner_pool
 
     load_before = load_average()
     config = load_config(args.config)
@@ -163,6 +178,7 @@ def main(argv=None) -> int:
         "image": f"{args.size}x{args.size}",
         "test": "single scale, flip",
         "repeats": args.repeats,
+        "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "saved_model_vs_detector": round(saved / det, 3),
         "share_of_saved_model": {
