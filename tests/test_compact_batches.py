@@ -96,7 +96,8 @@ def test_objects_past_max_heatmap_objects_are_counted_not_drawn(shapes_dir, pair
     and num_undrawn counts the rest; every other field equals the dense batch's."""
     config = data_config(shapes_dir, max_heatmap_objects=3)
     augmented = []  # the unaugmented geometry of the first 4 validation images, by hand
-    for record in pl.load_source(config, training=False).records[:4]:
+    source = pl.load_source(config, training=False)
+    for record in source.records[:4]:
         image = decode_image(tf.io.read_file(record.path))
         _, boxes, classes, _ = augment.resize_full_image(
             image, record.boxes, record.classes, config.input_size
@@ -107,6 +108,9 @@ def test_objects_past_max_heatmap_objects_are_counted_not_drawn(shapes_dir, pair
     f_images, f_targets = finished(c_images, c_targets)
     np.testing.assert_array_equal(f_images.numpy(), d_images.numpy())
     undrawn = f_targets["num_undrawn"].numpy()
+    # Counted when the annotations are loaded, too, as images over max_objects are.
+    over = sum(len(r.classes) > 3 for r in source.records)
+    assert over > 0 and source.report.counts["images_over_max_heatmap_objects"] == over
     for i, el in enumerate(augmented):
         n = int(el["classes"].shape[0])
         assert undrawn[i] == max(n - 3, 0)

@@ -183,6 +183,7 @@ def load_source(
             scan=scan,
             max_objects=config.max_objects,
             report=report,
+            max_heatmap_objects=config.max_heatmap_objects,
         )
         loaded.report.log()
         return DataSource(
