@@ -437,12 +437,12 @@ def print_per_core(pc: dict) -> None:
             f"ours ({f}) / official: {ratio['images_per_cpu_s']:.2f}x per CPU-second, "
             f"{ratio['images_per_s']:.2f}x wall (goal {pc['goal_ratio']}x)"
         )
-    header = "".join(f"{f + ' CPU ms':>14}" for f in formats)
+    header = "".join(f"{f + ' CPU ms':>16}" for f in formats)
     print(f"{'stage (ours)':<14}{header}   {'official stages':<18}{'CPU ms':>8}")
     for ours_stage, official_stages in STAGE_PAIRS:
         ms = sum(off["stage_cpu_ms_per_image"][s] for s in official_stages)
         label = " + ".join(official_stages) or "(in targets)"
-        cells = "".join(f"{ours[f]['stage_cpu_ms_per_image'][ours_stage]:>14.2f}" for f in formats)
+        cells = "".join(f"{ours[f]['stage_cpu_ms_per_image'][ours_stage]:>16.2f}" for f in formats)
         print(f"{ours_stage:<14}{cells}   {label:<18}{ms:>8.2f}")
     finish = ours.get("step_finish_cpu_ms_per_image")
     if finish:

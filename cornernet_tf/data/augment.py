@@ -480,29 +480,38 @@ def pixel_affine(
 
 
 def _channel_means(image) -> tf.Tensor:
-    """Per-channel means (float64 ``[3]``); exact for integer images (summed in int64)."""
+    """Per-channel means (float64 ``[3]``); exact for integer images (summed as integers)."""
     image = tf.convert_to_tensor(image)
-    pixels = tf.reshape(image, [-1, 3])
+    axes = list(range(image.shape.rank - 1))
     if image.dtype.is_integer:
-        total = tf.reduce_sum(tf.cast(pixels, tf.int64), axis=0)
-        return tf.cast(total, tf.float64) / tf.cast(tf.shape(pixels)[0], tf.float64)
-    return tf.cast(tf.reduce_mean(tf.cast(pixels, tf.float32), axis=0), tf.float64)
+        pixels = image.shape[:-1].num_elements()
+        # int32 (cheaper) when no sum can overflow: a uint8 image below 8.4 Mpixels.
+        small = image.dtype == tf.uint8 and pixels is not None and pixels * 255 < 2**31
+        total = tf.reduce_sum(tf.cast(image, tf.int32 if small else tf.int64), axis=axes)
+        count = tf.reduce_prod(tf.shape(image)[:-1])
+        return tf.cast(total, tf.float64) / tf.cast(count, tf.float64)
+    return tf.cast(tf.reduce_mean(tf.cast(image, tf.float32), axis=axes), tf.float64)
 
 
 def apply_pixel_affine(images, affine) -> tf.Tensor:
     """``out_c = x_0 m_c0 + x_1 m_c1 + x_2 m_c2 + b_c`` per pixel: float32 ``[..., H, W, 3]``.
 
     ``images``: ``[..., H, W, 3]`` (uint8 or float); ``affine``: float32 ``[..., 3, 4]`` from
-    :func:`pixel_affine` (one per image, or one for all). Written as explicit elementwise
-    products and sums in a fixed order, not a matrix product, so a batch finished in the train
-    step is bit for bit the images the dense pipeline finishes one at a time.
+    :func:`pixel_affine` (one per image). Written as explicit elementwise products and sums in a
+    fixed order on channel planes, not a matrix product, so a batch finished in the train step is
+    bit for bit the images the dense pipeline finishes one at a time.
     """
     x = tf.cast(images, tf.float32)
-    affine = tf.cast(affine, tf.float32)
-    # [..., 3, 4] -> [..., 1, 1, 3 (output channel), 4]: broadcast over the pixels.
-    m = tf.expand_dims(tf.expand_dims(affine, -3), -3)
-    x0, x1, x2 = x[..., 0:1], x[..., 1:2], x[..., 2:3]
-    return x0 * m[..., 0] + x1 * m[..., 1] + x2 * m[..., 2] + m[..., 3]
+    shape = tf.shape(x)
+    planes = tf.reshape(x, tf.concat([shape[:-3], [-1, 3]], axis=0))  # [..., H * W, 3]
+    x0, x1, x2 = tf.unstack(planes, 3, axis=-1)
+    m = tf.expand_dims(tf.cast(affine, tf.float32), -3)  # [..., 1, 3, 4]: one value per plane
+    out = [
+        x0 * m[..., c, 0] + x1 * m[..., c, 1] + x2 * m[..., c, 2] + m[..., c, 3] for c in range(3)
+    ]
+    out = tf.reshape(tf.stack(out, axis=-1), shape)
+    out.set_shape(x.shape)
+    return out
 
 
 # --------------------------------------------------------------------------- whole chains
