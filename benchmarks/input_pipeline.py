@@ -19,6 +19,12 @@ and inter-op parallelism 1). Both report images/s (wall) and images per CPU-seco
 time, the figure that a shared machine does not distort) and their stage costs: official read,
 crop, resize, colour (flip, /255, jitter, lighting, normalise, CHW) and targets (batch arrays,
 Gaussians, tags) beside ours decode, crop + resize, flip + colour, encode, batch.
+``--batch-format dense,compact`` (default both) picks the training batch formats measured: dense
+(float32 images and heatmaps built by the pipeline) and compact (uint8 images with a per-image
+pixel affine and sparse heatmap inputs; the stage cuts are then decode, crop + resize, flip +
+pixel-affine computation, sparse encode, batch). Compact moves work into the train step, so the
+per-core run also measures that finishing (apply_pixel_affine and the heatmap drawing of a
+batch, one thread, CPU ms per image on this CPU) beside the pipeline figures.
 ``--per-core-only`` skips the parallel views. ``--tf-resize`` forces the TensorFlow-ops resize
 instead of the native op (sets ``CORNERNET_NATIVE_RESIZE=0``, inherited by the child); the
 per-core result names the path used (``resize``).
@@ -27,6 +33,7 @@ Prints a JSON object and a table. Figures are medians over --repeats.
 
     python benchmarks/input_pipeline.py [--num-images 240] [--batch-size 8] [--repeats 3]
         [--official-python PY [--per-core-only] [--cpu N]] [--tf-resize]
+        [--batch-format dense,compact]
 """
 
 from __future__ import annotations
@@ -66,8 +73,13 @@ def _time_images(ds, num_images: int, per_element: int = 1, warmup: int = 8) -> 
     return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def _cut_pipelines(config, source, num_classes: int, batch_size: int, extra_options=None):
-    """Training pipelines cut after each stage (same seeds, same parallelism settings)."""
+def _cut_pipelines(
+    config, source, num_classes: int, batch_size: int, extra_options=None, batch_format="dense"
+):
+    """Training pipelines cut after each stage (same seeds, same parallelism settings).
+
+    ``compact``: the augment cut adds flip and the pixel-affine computation (no pass over the
+    pixels), the encode cut the sparse targets (no heatmaps)."""
     import tensorflow as tf
 
     from cornernet_tf.data import pipeline as pl
@@ -98,10 +110,10 @@ def _cut_pipelines(config, source, num_classes: int, batch_size: int, extra_opti
         return decoded().map(fn, num_parallel_calls=pl._parallel(config))
 
     def augmented():
-        return pl.augment_stage(decoded(), config, training=True)
+        return pl.augment_stage(decoded(), config, training=True, batch_format=batch_format)
 
     def encoded():
-        return pl.encode_stage(augmented(), config, num_classes)
+        return pl.encode_stage(augmented(), config, num_classes, batch_format=batch_format)
 
     def batched():
         return encoded().batch(
@@ -128,12 +140,14 @@ STAGE_PAIRS = (
 )
 
 
-def _stage_costs(config, source, num_classes, batch_size, n, repeats, extra_options=None):
+def _stage_costs(
+    config, source, num_classes, batch_size, n, repeats, extra_options=None, batch_format="dense"
+):
     """CPU ms per image of each stage, as differences between consecutive one-thread cuts."""
     serial_config = dataclasses.replace(config, num_parallel_calls=1)
     serial = {}
     for name, (make, per) in _cut_pipelines(
-        serial_config, source, num_classes, batch_size, extra_options
+        serial_config, source, num_classes, batch_size, extra_options, batch_format
     ).items():
         times = [
             _time_images(make(), max(n // 4, 8 * per), per, warmup=max(2, 8 // per))[1]
@@ -145,6 +159,52 @@ def _stage_costs(config, source, num_classes, batch_size, n, repeats, extra_opti
         stages[name] = round(max(serial[name] - previous, 0.0) * 1e3, 2)
         previous = serial[name]
     return {k: round(v * 1e3, 2) for k, v in serial.items()}, stages
+
+
+def _finish_cost(config, source, num_classes: int, batch_size: int, repeats: int) -> dict:
+    """CPU ms per image of finishing a compact batch as the train step does, on this CPU.
+
+    ``apply_pixel_affine`` (the normalised float32 images) and the heatmap drawing
+    (``finish_targets``) of one pipeline batch, each in a ``tf.function`` run over and over:
+    the work the compact format moves from the input pipeline into the step (onto the
+    accelerator when there is one).
+    """
+    import tensorflow as tf
+
+    from cornernet_tf.data import build_dataset, finish
+
+    height, width = config.output_hw
+    images, targets = next(
+        iter(
+            build_dataset(
+                config,
+                True,
+                batch_size=batch_size,
+                num_classes=num_classes,
+                source=source,
+                batch_format="compact",
+            )
+        )
+    )
+    parts = {
+        "pixel_affine": tf.function(lambda i, t: finish.finish_images(i, t)),
+        "heatmaps": tf.function(
+            lambda i, t: finish.finish_targets(t, height, width, num_classes)["tl_heatmap"]
+        ),
+    }
+    out = {}
+    for name, fn in parts.items():
+        for _ in range(3):  # trace and warm up
+            fn(images, targets).numpy()
+        runs = []
+        for _ in range(repeats):
+            calls, cpu = 10, time.process_time()
+            for _ in range(calls):
+                fn(images, targets).numpy()
+            runs.append((time.process_time() - cpu) / (calls * batch_size))
+        out[name] = round(statistics.median(runs) * 1e3, 2)
+    out["total"] = round(out["pixel_affine"] + out["heatmaps"], 2)
+    return out
 
 
 def _make_data(args):
@@ -176,7 +236,7 @@ def _data_config(args, ann, images, **changes):
 def run(args) -> dict:
     import tensorflow as tf
 
-    from cornernet_tf.data import build_dataset, load_source
+    from cornernet_tf.data import load_source
 
     tmp, ann, images, gen_s = _make_data(args)
     config = _data_config(args, ann, images)
@@ -202,45 +262,50 @@ def run(args) -> dict:
         result["per_core"] = per_core_comparison(args, tmp, ann, images)
 
     if not args.per_core_only:
-        # Full pipeline, exactly as training builds it.
-        full = []
-        for _ in range(args.repeats):
-            ds = build_dataset(
-                config,
-                True,
-                batch_size=args.batch_size,
-                num_classes=args.num_classes,
-                source=source,
-            )
-            full.append(_time_images(ds, n, args.batch_size, warmup=2))
-        result["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
-        result["full_pipeline_cpu_ms_per_image"] = round(
-            statistics.median(c for _, c in full) * 1e3, 2
-        )
-
-        # Cuts with the configured parallelism.
-        parallel = {}
-        for name, (make, per) in _cut_pipelines(
-            config, source, args.num_classes, args.batch_size
-        ).items():
-            times = [
-                _time_images(make(), n, per, warmup=max(2, 8 // per))[0]
-                for _ in range(args.repeats)
-            ]
-            parallel[name] = statistics.median(times)
-        result["parallel_cut_images_per_s"] = {k: round(1.0 / v, 2) for k, v in parallel.items()}
-
-        # One thread: per-stage cost (CPU time, robust to a shared machine).
-        serial, stages = _stage_costs(
-            config, source, args.num_classes, args.batch_size, n, args.repeats
-        )
-        result["serial_ms_per_image"] = serial
-        result["stage_ms_per_image"] = stages
+        result["formats"] = {}
+        for batch_format in args.batch_formats:
+            result["formats"][batch_format] = _parallel_views(args, config, source, n, batch_format)
     result["machine"]["load_average_at_end"] = harness.load_average()
 
     if not args.data_dir and not args.keep_data:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _parallel_views(args, config, source, n: int, batch_format: str) -> dict:
+    """Full pipeline throughput, cuts with the configured parallelism, one-thread stage costs."""
+    from cornernet_tf.data import build_dataset
+
+    out = {}
+    full = []
+    for _ in range(args.repeats):  # the full pipeline, exactly as training builds it
+        ds = build_dataset(
+            config,
+            True,
+            batch_size=args.batch_size,
+            num_classes=args.num_classes,
+            source=source,
+            batch_format=batch_format,
+        )
+        full.append(_time_images(ds, n, args.batch_size, warmup=2))
+    out["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
+    out["full_pipeline_cpu_ms_per_image"] = round(statistics.median(c for _, c in full) * 1e3, 2)
+    parallel = {}
+    for name, (make, per) in _cut_pipelines(
+        config, source, args.num_classes, args.batch_size, batch_format=batch_format
+    ).items():
+        times = [
+            _time_images(make(), n, per, warmup=max(2, 8 // per))[0] for _ in range(args.repeats)
+        ]
+        parallel[name] = statistics.median(times)
+    out["parallel_cut_images_per_s"] = {k: round(1.0 / v, 2) for k, v in parallel.items()}
+    # One thread: per-stage cost (CPU time, robust to a shared machine).
+    serial, stages = _stage_costs(
+        config, source, args.num_classes, args.batch_size, n, args.repeats, None, batch_format
+    )
+    out["serial_ms_per_image"] = serial
+    out["stage_ms_per_image"] = stages
+    return out
 
 
 # --------------------------------------------------------------------------- per core
@@ -276,25 +341,45 @@ def run_per_core_child(args) -> dict:
     config = _data_config(args, ann, images, num_parallel_calls=1)
     source = load_source(config, training=True)
     n, one_core = args.num_images, _one_core_options()
-    full = []
-    for _ in range(args.repeats):
-        ds = build_dataset(
-            config, True, batch_size=args.batch_size, num_classes=args.num_classes, source=source
-        ).with_options(one_core)
-        full.append(_time_images(ds, n, args.batch_size, warmup=2))
-    _, stages = _stage_costs(
-        config, source, args.num_classes, args.batch_size, n, args.repeats, one_core
-    )
-    wall, cpu = (statistics.median(v[i] for v in full) for i in (0, 1))
-    return {
+    out = {
         "cpu_affinity": _affinity(),
         "resize": "native" if native_resize_available()[0] else "tf",
         "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
-        "images_per_s": round(1.0 / wall, 2),
-        "images_per_cpu_s": round(1.0 / cpu, 2),
-        "cpu_ms_per_image": round(cpu * 1e3, 2),
-        "stage_cpu_ms_per_image": stages,
     }
+    for batch_format in args.batch_formats:
+        full = []
+        for _ in range(args.repeats):
+            ds = build_dataset(
+                config,
+                True,
+                batch_size=args.batch_size,
+                num_classes=args.num_classes,
+                source=source,
+                batch_format=batch_format,
+            ).with_options(one_core)
+            full.append(_time_images(ds, n, args.batch_size, warmup=2))
+        _, stages = _stage_costs(
+            config,
+            source,
+            args.num_classes,
+            args.batch_size,
+            n,
+            args.repeats,
+            one_core,
+            batch_format,
+        )
+        wall, cpu = (statistics.median(v[i] for v in full) for i in (0, 1))
+        out[batch_format] = {
+            "images_per_s": round(1.0 / wall, 2),
+            "images_per_cpu_s": round(1.0 / cpu, 2),
+            "cpu_ms_per_image": round(cpu * 1e3, 2),
+            "stage_cpu_ms_per_image": stages,
+        }
+    if "compact" in args.batch_formats:
+        out["step_finish_cpu_ms_per_image"] = _finish_cost(
+            config, source, args.num_classes, args.batch_size, args.repeats
+        )
+    return out
 
 
 def _run_json(command: list[str]) -> dict:
@@ -318,40 +403,53 @@ def per_core_comparison(args, data_dir: str, ann: str, images: str) -> dict:
     ours_cmd = [sys.executable, os.path.abspath(__file__), "--per-core-child"]
     ours_cmd += ["--data-dir", data_dir, "--input-size", str(args.input_size)]
     ours_cmd += ["--num-classes", str(args.num_classes)] + common
+    ours_cmd += ["--batch-format", ",".join(args.batch_formats)]
     official = _run_json(official_cmd)
     ours = _run_json(ours_cmd)
-    return {
-        "cpu": cpu,
-        "official": official,
-        "ours": ours,
-        "ratio_images_per_cpu_s": round(ours["images_per_cpu_s"] / official["images_per_cpu_s"], 3),
-        "ratio_images_per_s": round(ours["images_per_s"] / official["images_per_s"], 3),
-        "goal_ratio": 1.5,
+    ratios = {
+        f: {
+            "images_per_cpu_s": round(
+                ours[f]["images_per_cpu_s"] / official["images_per_cpu_s"], 3
+            ),
+            "images_per_s": round(ours[f]["images_per_s"] / official["images_per_s"], 3),
+        }
+        for f in args.batch_formats
     }
+    return {"cpu": cpu, "official": official, "ours": ours, "ratios": ratios, "goal_ratio": 1.5}
 
 
 def print_per_core(pc: dict) -> None:
     off, ours = pc["official"], pc["ours"]
+    formats = [f for f in ("dense", "compact") if f in ours]
     where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
     print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
     print(f"ours: {ours.get('resize', '?')} resize, {ours.get('cpu_allocator', '?')} CPU allocator")
-    print(f"{'':<22}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
-    for name, r in (("official sampler", off), ("ours (tf.data)", ours)):
+    print(f"{'':<24}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
+    rows = [("official sampler", off)] + [(f"ours ({f} batches)", ours[f]) for f in formats]
+    for name, r in rows:
         print(
-            f"{name:<22}{r['images_per_s']:>10.1f}{r['images_per_cpu_s']:>14.1f}"
+            f"{name:<24}{r['images_per_s']:>10.1f}{r['images_per_cpu_s']:>14.1f}"
             f"{r['cpu_ms_per_image']:>14.2f}"
         )
-    print(
-        f"ours / official: {pc['ratio_images_per_cpu_s']:.2f}x per CPU-second, "
-        f"{pc['ratio_images_per_s']:.2f}x wall (goal {pc['goal_ratio']}x)"
-    )
-    print(f"{'stage (ours)':<14}{'ours CPU ms':>12}   {'official stages':<18}{'CPU ms':>8}")
+    for f in formats:
+        ratio = pc["ratios"][f]
+        print(
+            f"ours ({f}) / official: {ratio['images_per_cpu_s']:.2f}x per CPU-second, "
+            f"{ratio['images_per_s']:.2f}x wall (goal {pc['goal_ratio']}x)"
+        )
+    header = "".join(f"{f + ' CPU ms':>16}" for f in formats)
+    print(f"{'stage (ours)':<14}{header}   {'official stages':<18}{'CPU ms':>8}")
     for ours_stage, official_stages in STAGE_PAIRS:
         ms = sum(off["stage_cpu_ms_per_image"][s] for s in official_stages)
         label = " + ".join(official_stages) or "(in targets)"
+        cells = "".join(f"{ours[f]['stage_cpu_ms_per_image'][ours_stage]:>16.2f}" for f in formats)
+        print(f"{ours_stage:<14}{cells}   {label:<18}{ms:>8.2f}")
+    finish = ours.get("step_finish_cpu_ms_per_image")
+    if finish:
         print(
-            f"{ours_stage:<14}{ours['stage_cpu_ms_per_image'][ours_stage]:>12.2f}   "
-            f"{label:<18}{ms:>8.2f}"
+            f"compact: finishing in the train step costs {finish['total']:.2f} CPU ms per image on "
+            f"this CPU, one thread (pixel affine {finish['pixel_affine']:.2f}, heatmaps "
+            f"{finish['heatmaps']:.2f}); on a GPU trainer it runs on the accelerator"
         )
 
 
@@ -361,18 +459,18 @@ def print_table(result: dict) -> None:
         f"\ninput pipeline: {setup['images']} shapes images {setup['image_size']} -> {setup['input_size']}^2, "
         f"{setup['num_classes']} classes, batch {setup['batch_size']}, {result['machine']['cpus']} CPUs"
     )
-    if "full_pipeline_images_per_s" in result:
+    for batch_format, views in result.get("formats", {}).items():
         print(
-            f"full training pipeline: {result['full_pipeline_images_per_s']:.1f} images/s "
-            f"({result['full_pipeline_cpu_ms_per_image']:.1f} CPU ms per image)"
+            f"{batch_format} batches: full training pipeline {views['full_pipeline_images_per_s']:.1f} "
+            f"images/s ({views['full_pipeline_cpu_ms_per_image']:.1f} CPU ms per image)"
         )
         print(
             f"{'stage':<12}{'pipeline cut here: images/s':>30}{'stage CPU ms/image (1 thread)':>32}"
         )
         for name in STAGE_CUTS:
             print(
-                f"{name:<12}{result['parallel_cut_images_per_s'][name]:>30.1f}"
-                f"{result['stage_ms_per_image'][name]:>32.2f}"
+                f"{name:<12}{views['parallel_cut_images_per_s'][name]:>30.1f}"
+                f"{views['stage_ms_per_image'][name]:>32.2f}"
             )
     if "per_core" in result:
         print_per_core(result["per_core"])
@@ -404,6 +502,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--cpu", type=int, default=None, help="the CPU of the per-core runs (default: the last)"
     )
+    parser.add_argument(
+        "--batch-format",
+        default="dense,compact",
+        help="comma-separated batch formats to measure: dense, compact (default both)",
+    )
     parser.add_argument("--per-core-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", dest="json_out", default=None, help="also write the JSON here")
     parser.add_argument(
@@ -417,6 +520,9 @@ def main(argv=None) -> int:
         help="TensorFlow's default CPU allocator instead of BFC (as `cornernet` sets it)",
     )
     args = parser.parse_args(argv)
+    args.batch_formats = [f.strip() for f in args.batch_format.split(",") if f.strip()]
+    if not args.batch_formats or set(args.batch_formats) - {"dense", "compact"}:
+        parser.error(f"--batch-format takes dense and/or compact, got {args.batch_format!r}")
     if args.tf_resize:
         os.environ["CORNERNET_NATIVE_RESIZE"] = "0"
     if args.default_allocator:

@@ -41,6 +41,8 @@ COCO_EIGVEC_BGR = (
 # down-samples 4x, CornerNet-Squeeze's 8x. The one home of the backbone names and of the stride
 # that the target maps (data.output_size) and the test procedure follow.
 BACKBONE_OUTPUT_STRIDES = {"hourglass": 4, "squeeze": 8}
+# data.batch_format values (cornernet_tf.data.finish.resolve_batch_format picks for "auto").
+BATCH_FORMATS = ("auto", "dense", "compact")
 
 
 def _official_rand_scales() -> list[float]:
@@ -147,6 +149,11 @@ class DataConfig:
     image_scale: float | str = 1.0
     output_size: list[int] | None = None  # None = ceil(input / model output stride) per axis
     max_objects: int = 128
+    # Objects drawn on the heatmaps of a compact batch (>= max_objects); more are counted, not drawn.
+    max_heatmap_objects: int = 1024
+    # Training batches: compact (uint8 images, heatmaps drawn in the train step), dense (float
+    # images and heatmaps from the input pipeline) or auto (compact unless train.jit_compile).
+    batch_format: str = "auto"
     gaussian_iou: float = 0.3
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)
     fixed_radius: float = 2.5
@@ -177,6 +184,15 @@ class DataConfig:
             f"{where}.output_size must be null or [height, width] > 0, got {self.output_size}",
         )
         _check(self.max_objects >= 1, f"{where}.max_objects must be >= 1, got {self.max_objects}")
+        _check(
+            self.max_heatmap_objects >= self.max_objects,
+            f"{where}.max_heatmap_objects must be >= max_objects ({self.max_objects}), "
+            f"got {self.max_heatmap_objects}",
+        )
+        _check(
+            self.batch_format in BATCH_FORMATS,
+            f"{where}.batch_format must be {'|'.join(BATCH_FORMATS)}, got {self.batch_format!r}",
+        )
         _check(
             0.0 < self.gaussian_iou < 1.0,
             f"{where}.gaussian_iou must be in (0, 1), got {self.gaussian_iou}",

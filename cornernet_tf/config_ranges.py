@@ -88,6 +88,7 @@ RANGES: dict[str, dict[str, Rule]] = {
         "input_size": _PIXELS,
         "output_size": _PIXELS,
         "max_objects": _at_least(1, 10_000),
+        "max_heatmap_objects": _at_least(1, 1_000_000),
         "gaussian_iou": Rule(0, 1, low_open=True, high_open=True),
         "fixed_radius": _at_least(0, MAX_PIXELS),
         "rand_scales": _SCALE,

@@ -72,9 +72,8 @@ def _bump_pixels(
     ``exp(-(dx^2 + dy^2) / (2 sigma^2))``, ``sigma = (2 r + 1) / 6``, in float64, zeroed below
     float64 eps (``gaussian2D``; its max is 1 at the centre).
     """
-    reach = tf.cast(
-        tf.floor(tf.minimum(radii, float(max(height, width)))), tf.int32
-    )  # no int32 overflow
+    longest = tf.cast(tf.maximum(height, width), tf.float64)
+    reach = tf.cast(tf.floor(tf.minimum(radii, longest)), tf.int32)  # no int32 overflow
     x0, x1 = tf.maximum(centers_x - reach, 0), tf.minimum(centers_x + reach, width - 1)
     y0, y1 = tf.maximum(centers_y - reach, 0), tf.minimum(centers_y + reach, height - 1)
     span_x = tf.maximum(x1 - x0 + 1, 0)
@@ -148,11 +147,59 @@ def draw_heatmaps(
     objects' bump areas, with no ``N x H x W`` intermediate and no ``[C, H, W]`` transpose.
     """
     cx, cy, r = _flat(centers_x, tf.int32), _flat(centers_y, tf.int32), _flat(radii, tf.float64)
-    obj, ys, xs, values = _bump_pixels(cx, cy, r, height, width)
-    indices = tf.stack([ys, xs, tf.gather(_flat(classes, tf.int32), obj)], axis=1)
+    return _scatter_bumps(cx, cy, r, _flat(classes, tf.int32), None, [height, width, num_classes])
+
+
+def _scatter_bumps(cx, cy, radii, classes, leading, shape) -> tf.Tensor:
+    """The one drawing routine of both formats: bumps max-merged into a zero float32 ``shape``.
+
+    ``shape`` is ``[*lead, H, W, C]``; ``leading`` is ``[N, len(lead)]`` int32 (each object's
+    index into the leading axes) or None for ``[H, W, C]``. Max is exact and order-free, so
+    drawing a batch at once gives bit for bit the maps drawn image by image.
+    """
+    height, width = shape[-3], shape[-2]
+    obj, ys, xs, values = _bump_pixels(cx, cy, radii, height, width)
+    columns = [ys[:, None], xs[:, None], tf.gather(classes, obj)[:, None]]
+    if leading is not None:
+        columns.insert(0, tf.gather(leading, obj))
     return tf.tensor_scatter_nd_max(
-        tf.zeros([height, width, num_classes], tf.float32), indices, tf.cast(values, tf.float32)
+        tf.zeros(shape, tf.float32), tf.concat(columns, axis=1), tf.cast(values, tf.float32)
     )
+
+
+def draw_batch_heatmaps(
+    corners: TensorLike,
+    radii: TensorLike,
+    classes: TensorLike,
+    height,
+    width,
+    num_classes: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The ``tl`` and ``br`` heatmaps of a batch, float32 ``[B, height, width, num_classes]`` each.
+
+    ``corners``: int32 ``[B, K, 4]`` corner pixels ``(tl_x, tl_y, br_x, br_y)``; ``radii``:
+    float64 ``[B, K]``; ``classes``: int32 ``[B, K]``, -1 for padding (drawn nowhere), as
+    :func:`encode_sparse_targets` gives them. Both corner types of the whole batch go through
+    one ``tensor_scatter_nd_max``; each image's maps equal :func:`draw_heatmaps` of its objects.
+    ``height``/``width`` may be tensors.
+    """
+    corners = tf.convert_to_tensor(corners, tf.int32)
+    radii, classes = tf.cast(radii, tf.float64), tf.cast(classes, tf.int32)
+    batch, slots = tf.shape(classes)[0], tf.shape(classes)[1]
+    # Objects of both corner types in one list: tl of every image, then br of every image.
+    image = tf.repeat(tf.range(batch), slots)
+    kind = tf.repeat(tf.constant([0, 1]), tf.size(image))
+    leading = tf.stack([kind, tf.concat([image, image], 0)], axis=1)
+    xs = tf.concat([tf.reshape(corners[..., 0], [-1]), tf.reshape(corners[..., 2], [-1])], 0)
+    ys = tf.concat([tf.reshape(corners[..., 1], [-1]), tf.reshape(corners[..., 3], [-1])], 0)
+    r = tf.tile(tf.reshape(radii, [-1]), [2])
+    c = tf.tile(tf.reshape(classes, [-1]), [2])
+    real = c >= 0  # padding slots contribute no pixel at all
+    heatmaps = _scatter_bumps(
+        *(tf.boolean_mask(v, real) for v in (xs, ys, r, c, leading)),
+        [2, batch, height, width, int(num_classes)],
+    )
+    return heatmaps[0], heatmaps[1]
 
 
 def object_radius(
@@ -291,6 +338,101 @@ def encode_targets(
       ``tag_mask``: float32 ``[M]``, 1.0 for the first ``num_objects`` slots;
       ``num_objects``: int32, objects with a slot; ``num_dropped``: int32, objects beyond ``M``.
     """
+    objects = _encode_objects(
+        boxes,
+        classes,
+        input_size,
+        output_size,
+        num_classes,
+        max_objects,
+        gaussian_iou,
+        radius_mode,
+        fixed_radius,
+    )
+    out_h, out_w = _check_size(output_size, "output_size")
+    corners, radii, classes = objects.pop("corners"), objects.pop("radii"), objects.pop("classes")
+    shape = [out_h, out_w, int(num_classes)]
+    tl_heatmap = _scatter_bumps(corners[:, 0], corners[:, 1], radii, classes, None, shape)
+    br_heatmap = _scatter_bumps(corners[:, 2], corners[:, 3], radii, classes, None, shape)
+    return {"tl_heatmap": tl_heatmap, "br_heatmap": br_heatmap, **objects}
+
+
+def encode_sparse_targets(
+    boxes: TensorLike,
+    classes: TensorLike,
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    num_classes: int,
+    max_objects: int = _DATA_DEFAULTS.max_objects,
+    gaussian_iou: float = _DATA_DEFAULTS.gaussian_iou,
+    radius_mode: str = _DATA_DEFAULTS.radius_mode,
+    fixed_radius: float = _DATA_DEFAULTS.fixed_radius,
+    max_heatmap_objects: int = _DATA_DEFAULTS.max_heatmap_objects,
+) -> dict[str, tf.Tensor]:
+    """:func:`encode_targets` without the dense heatmaps: what to draw them from, per object.
+
+    The heatmaps are mostly zeros (two ``H x W x C`` float32 maps per image, 10 MB at COCO
+    size); a compact batch carries the few numbers they are drawn from and the train step draws
+    them for the whole batch (:func:`draw_batch_heatmaps`). Arguments as :func:`encode_targets`,
+    plus ``max_heatmap_objects`` (``K``, >= ``max_objects``): the object slots for drawing.
+
+    Returns the small fields of :func:`encode_targets` (``tl_regr`` ... ``num_dropped``) and:
+      ``heatmap_corners``: int32 ``[K, 4]`` corner pixels ``(tl_x, tl_y, br_x, br_y)``;
+      ``heatmap_radii``: float64 ``[K]`` (fractional for a fractional ``fixed_radius``);
+      ``heatmap_classes``: int32 ``[K]``, -1 in the slots past the objects;
+      ``num_undrawn``: int32, objects past ``K`` (left off the heatmaps).
+    """
+    if int(max_heatmap_objects) < int(max_objects):
+        raise ValueError(
+            f"encode_sparse_targets: max_heatmap_objects ({max_heatmap_objects}) must be >= "
+            f"max_objects ({max_objects})"
+        )
+    objects = _encode_objects(
+        boxes,
+        classes,
+        input_size,
+        output_size,
+        num_classes,
+        max_objects,
+        gaussian_iou,
+        radius_mode,
+        fixed_radius,
+    )
+    capacity = int(max_heatmap_objects)
+    corners, radii, classes = objects.pop("corners"), objects.pop("radii"), objects.pop("classes")
+    num_boxes = tf.shape(classes)[0]
+    drawn = tf.minimum(num_boxes, capacity)
+
+    def padded(values: tf.Tensor, fill) -> tf.Tensor:
+        paddings = [[0, capacity - drawn]] + [[0, 0]] * (values.shape.rank - 1)
+        out = tf.pad(values[:capacity], paddings, constant_values=fill)
+        return tf.ensure_shape(out, [capacity] + values.shape.as_list()[1:])
+
+    return {
+        **objects,
+        "heatmap_corners": padded(corners, 0),
+        "heatmap_radii": padded(radii, 0.0),
+        "heatmap_classes": padded(classes, -1),
+        "num_undrawn": num_boxes - drawn,
+    }
+
+
+def _encode_objects(
+    boxes,
+    classes,
+    input_size,
+    output_size,
+    num_classes,
+    max_objects,
+    gaussian_iou,
+    radius_mode,
+    fixed_radius,
+) -> dict[str, tf.Tensor]:
+    """Everything :func:`encode_targets` computes per object, before any drawing.
+
+    The small target fields, plus every object's ``corners`` int32 ``[N, 4]``
+    ``(tl_x, tl_y, br_x, br_y)``, ``radii`` float64 ``[N]`` and ``classes`` int32 ``[N]``.
+    """
     (in_h, in_w) = _check_size(input_size, "input_size")
     (out_h, out_w) = _check_size(output_size, "output_size")
     if radius_mode not in RADIUS_MODES:
@@ -326,9 +468,6 @@ def encode_targets(
     else:
         radii = tf.zeros([num_boxes], tf.float64)
 
-    tl_heatmap = draw_heatmaps(tl_x, tl_y, radii, classes, out_h, out_w, num_classes)
-    br_heatmap = draw_heatmaps(br_x, br_y, radii, classes, out_h, out_w, num_classes)
-
     num_objects = tf.minimum(num_boxes, max_objects)
     pad = max_objects - num_objects
 
@@ -342,8 +481,9 @@ def encode_targets(
         return slots(tf.cast(y, tf.int64) * out_w + tf.cast(x, tf.int64))
 
     return {
-        "tl_heatmap": tl_heatmap,
-        "br_heatmap": br_heatmap,
+        "corners": tf.stack([tl_x, tl_y, br_x, br_y], axis=1),
+        "radii": radii,
+        "classes": classes,
         "tl_regr": slots(tf.stack([tl_dx, tl_dy], axis=1)),
         "br_regr": slots(tf.stack([br_dx, br_dy], axis=1)),
         "tl_tag": tags(tl_x, tl_y),

@@ -169,6 +169,38 @@ def test_mirrored_strategy_matches_the_default_strategy(tmp_path, shapes):
     assert "train.batch_size=3" in result["batch_error"] and "2 replicas" in result["batch_error"]
 
 
+MIRRORED_COMPACT = """
+import json
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras
+from cornernet_tf.training.fit import train
+
+logs = {{}}
+for batch_format in ("dense", "compact"):
+    keras.utils.set_random_seed(0)
+    result = train({config!r}, "run_" + batch_format, progress=False, overrides=[
+        "data.batch_format=" + batch_format, "data.deterministic=true", "train.strategy=mirrored",
+        "train.batch_size=4", "train.max_steps=2", "train.steps_per_epoch=2"])
+    logs[batch_format] = {{k: v[0] for k, v in result.history.items() if "seconds" not in k}}
+json.dump(logs, open("compact.json", "w"))
+"""
+
+
+@pytest.mark.slow  # two traced training runs in a fresh process (~2 minutes on 2 cores)
+def test_compact_batches_train_like_dense_batches_under_mirrored_strategy(tmp_path, shapes):
+    """The pipeline's compact batches, split over 2 replicas and finished per replica in the
+    step, give the losses of its dense batches (train() end to end, same seed)."""
+    _run_script(tmp_path, "compact", MIRRORED_COMPACT.format(config=str(shapes)), timeout=600)
+    logs = json.loads((tmp_path / "compact.json").read_text())
+    assert logs["dense"]["loss"] > 0
+    for key, value in logs["dense"].items():
+        np.testing.assert_allclose(logs["compact"][key], value, rtol=1e-6, err_msg=key)
+
+
 # --------------------------------------------------------------------------- MultiWorkerMirroredStrategy
 
 

@@ -12,7 +12,8 @@ Per image, in the official order:
 4. horizontal flip with p = 0.5 (``x -> W - x - 1``);
 5. pixels / 255, colour jitter (brightness, contrast, saturation in random order, alphas
    ``1 + U(-0.4, 0.4)``, grayscale computed once before), PCA lighting, mean/std normalisation
-   (fused into one affine pass by :func:`photometric`; equal to the sequential ops to ~1e-6).
+   (fused into one affine map per image by :func:`pixel_affine`, applied by
+   :func:`apply_pixel_affine`; equal to the sequential ops to ~1e-6).
 
 Every random step has a deterministic core taking its draws as arguments (tested against
 tests/data/augment.npz) and a seeded wrapper drawing them with stateless random ops, so a seed
@@ -426,17 +427,28 @@ def photometric(
 ):
     """Colour jitter, lighting and normalisation fused into one affine pass (the training path).
 
+    ``apply_pixel_affine(image, pixel_affine(image, ...))``: see :func:`pixel_affine` for the
+    arguments. Agrees with the sequential official operations to float32 rounding (~1e-6).
+    """
+    affine = pixel_affine(image, mean, std, order, alphas, light_alpha, scale)
+    return apply_pixel_affine(image, affine)
+
+
+def pixel_affine(
+    image, mean, std, order=None, alphas=None, light_alpha=None, scale: float = 1.0 / 255.0
+) -> tf.Tensor:
+    """Colour jitter, lighting and normalisation of one image as a float32 ``[3, 4]`` affine map.
+
     Every jitter operation is ``x -> a * x + (1 - a) * t`` with ``t`` in {0, gray mean, gray}
     and the grayscale taken once before the first operation, so the whole chain is
-    ``x * k1 + gray * k2 + k3`` with per-channel constants: a 3x3 matrix product and a bias
-    instead of about sixteen passes over the image. ``image`` is ``scale`` times the [0, 1] pixel
-    value (uint8 values with the default ``1/255``). ``order``/``alphas`` as
-    :func:`color_jitter_with_draws` (None: no jitter), ``light_alpha`` as
-    :func:`lighting_with_alpha` (None: no lighting). Agrees with the sequential official
-    operations to float32 rounding (~1e-6).
+    ``x * k1 + gray * k2 + k3`` with per-channel constants: a 3x3 colour mix and a bias
+    (row ``c``: the weights of input channels 0, 1, 2 in output channel ``c``, then its bias)
+    instead of about sixteen passes over the image. Only the channel means of ``image`` are
+    needed (for the contrast target), a cheap reduction. ``image`` is ``scale`` times the
+    [0, 1] pixel value (uint8 values with the default ``1/255``). ``order``/``alphas`` as
+    :func:`color_jitter_with_draws` (None: no jitter, and ``image`` is not read),
+    ``light_alpha`` as :func:`lighting_with_alpha` (None: no lighting).
     """
-    x = tf.cast(image, tf.float32)
-    pixels = tf.reshape(x, [-1, 3])
     mean = tf.constant(np.asarray(mean, np.float64))
     std = tf.constant(np.asarray(std, np.float64))
     gray_weights = tf.constant(GRAY_WEIGHTS_RGB, tf.float64)
@@ -445,8 +457,7 @@ def photometric(
     offset = tf.constant(0.0, tf.float64)
     if order is not None:
         # mean(gray) = gray weights . per-channel means (the grayscale is linear).
-        channel_means = tf.cast(tf.reduce_mean(pixels, axis=0), tf.float64)
-        gray_mean = tf.tensordot(channel_means, gray_weights, 1) * scale
+        gray_mean = tf.tensordot(_channel_means(image), gray_weights, 1) * scale
         order = tf.cast(tf.reshape(order, [3]), tf.int32)
         alphas = tf.cast(tf.reshape(alphas, [3]), tf.float64)
         for i in range(3):
@@ -461,15 +472,46 @@ def photometric(
             tf.constant(EIGVEC_RGB, tf.float64), tf.constant(EIGVAL, tf.float64) * alpha
         )
     k1 = k_image * scale / std
-    k3 = tf.cast((offset + light - mean) / std, tf.float32)
-    if order is None:
-        return x * tf.cast(k1, tf.float32) + k3
-    # x * k1 + gray * k2 as one 3x3 matrix on the pixels: out_c = sum_j x_j (k1_c [j == c]
-    # + w_j k2_c) with w the grayscale weights -- one pass instead of a grayscale and three more.
     k2 = k_gray * scale / std
-    mix = tf.linalg.diag(k1 * tf.ones([3], tf.float64)) + gray_weights[:, None] * k2[None, :]
-    out = tf.matmul(pixels, tf.cast(mix, tf.float32)) + k3
-    return tf.reshape(out, tf.shape(x))
+    # out_c = sum_j x_j (k1_c [j == c] + w_j k2_c) + k3_c, with w the grayscale weights.
+    mix = tf.linalg.diag(k1 * tf.ones([3], tf.float64)) + k2[:, None] * gray_weights[None, :]
+    bias = (offset + light - mean) / std
+    return tf.cast(tf.concat([mix, bias[:, None]], axis=1), tf.float32)
+
+
+def _channel_means(image) -> tf.Tensor:
+    """Per-channel means (float64 ``[3]``); exact for integer images (summed as integers)."""
+    image = tf.convert_to_tensor(image)
+    axes = list(range(image.shape.rank - 1))
+    if image.dtype.is_integer:
+        pixels = image.shape[:-1].num_elements()
+        # int32 (cheaper) when no sum can overflow: a uint8 image below 8.4 Mpixels.
+        small = image.dtype == tf.uint8 and pixels is not None and pixels * 255 < 2**31
+        total = tf.reduce_sum(tf.cast(image, tf.int32 if small else tf.int64), axis=axes)
+        count = tf.reduce_prod(tf.shape(image)[:-1])
+        return tf.cast(total, tf.float64) / tf.cast(count, tf.float64)
+    return tf.cast(tf.reduce_mean(tf.cast(image, tf.float32), axis=axes), tf.float64)
+
+
+def apply_pixel_affine(images, affine) -> tf.Tensor:
+    """``out_c = x_0 m_c0 + x_1 m_c1 + x_2 m_c2 + b_c`` per pixel: float32 ``[..., H, W, 3]``.
+
+    ``images``: ``[..., H, W, 3]`` (uint8 or float); ``affine``: float32 ``[..., 3, 4]`` from
+    :func:`pixel_affine` (one per image). Written as explicit elementwise products and sums in a
+    fixed order on channel planes, not a matrix product, so a batch finished in the train step is
+    bit for bit the images the dense pipeline finishes one at a time.
+    """
+    x = tf.cast(images, tf.float32)
+    shape = tf.shape(x)
+    planes = tf.reshape(x, tf.concat([shape[:-3], [-1, 3]], axis=0))  # [..., H * W, 3]
+    x0, x1, x2 = tf.unstack(planes, 3, axis=-1)
+    m = tf.expand_dims(tf.cast(affine, tf.float32), -3)  # [..., 1, 3, 4]: one value per plane
+    out = [
+        x0 * m[..., c, 0] + x1 * m[..., c, 1] + x2 * m[..., c, 2] + m[..., c, 3] for c in range(3)
+    ]
+    out = tf.reshape(tf.stack(out, axis=-1), shape)
+    out.set_shape(x.shape)
+    return out
 
 
 # --------------------------------------------------------------------------- whole chains
@@ -483,11 +525,26 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
     deterministic full-image path; otherwise random crop always, and flip / colour jitter /
     lighting each by their own switch (the official code applies lighting only together with
     colour jitter; both are on by default). Returns ``(image float32 [h, w, 3] normalised RGB,
-    boxes float64 [K, 4] in input pixels, classes [K])``.
+    boxes float64 [K, 4] in input pixels, classes [K])``: :func:`augment_compact`, finished by
+    :func:`apply_pixel_affine`.
     """
+    image, affine, boxes, classes = augment_compact(image, boxes, classes, seed, config)
+    return apply_pixel_affine(image, affine), boxes, classes
+
+
+def augment_compact(image, boxes, classes, seed, config: DataConfig):
+    """:func:`augment_for_training` before its last pass over the pixels.
+
+    The geometric steps (crop, resize, flip) are exact uint8 operations; the colour steps and
+    the normalisation are one affine map per image (:func:`pixel_affine`), left for
+    :func:`apply_pixel_affine` to apply -- in the input pipeline (dense batches) or in the
+    train step (compact batches). Returns ``(image uint8 [h, w, 3], affine float32 [3, 4],
+    boxes float64 [K, 4], classes [K])``.
+    """
+    h, w = (int(v) for v in config.input_size)
     if not config.augment:
         image, boxes, classes, _ = resize_full_image(image, boxes, classes, config.input_size)
-        return photometric(image, config.mean, config.std), boxes, classes
+        return image, pixel_affine(image, config.mean, config.std), boxes, classes
     crop_seed, flip_seed, jitter_seed, light_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4)
     )
@@ -502,9 +559,8 @@ def augment_for_training(image, boxes, classes, seed, config: DataConfig):
         order, alphas = draw_color_jitter(jitter_seed, config.jitter_strength)
     if config.lighting:
         light_alpha = draw_lighting(light_seed, config.lighting_std)
-    image = photometric(image, config.mean, config.std, order, alphas, light_alpha)
-    h, w = (int(v) for v in config.input_size)
-    return tf.ensure_shape(image, [h, w, 3]), boxes, classes
+    affine = pixel_affine(image, config.mean, config.std, order, alphas, light_alpha)
+    return tf.ensure_shape(image, [h, w, 3]), affine, boxes, classes
 
 
 def random_crop_resize(image, boxes, classes, crop_seed, config: DataConfig):

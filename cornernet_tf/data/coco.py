@@ -12,7 +12,9 @@ given). Repairs and drops, all counted in the :class:`DatasetReport`:
   whose real size differs from the JSON keeps its boxes, rescaled to the real size;
 * images without objects are kept (background is a lesson too);
 * more than ``max_objects`` objects: all are kept on the heatmaps, only the first
-  ``max_objects`` get tags (counted here, and per batch as ``num_dropped``).
+  ``max_objects`` get tags (counted here, and per batch as ``num_dropped``);
+* more than ``max_heatmap_objects``: compact training batches draw only the first ones on the
+  heatmaps (counted here, and per batch as ``num_undrawn``).
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ def load_coco(
     scan: str = "header",
     max_objects: int = 128,
     report: DatasetReport | None = None,
+    max_heatmap_objects: int | None = None,
 ) -> CocoDataset:
     """Read, validate and repair a COCO-format dataset.
 
@@ -144,6 +147,7 @@ def load_coco(
       scan: ``header`` (open every image header with Pillow: finds missing/unreadable files and
         wrong sizes), ``decode`` (full decode: also finds truncated files) or ``none``.
       max_objects: only used to count images that exceed it.
+      max_heatmap_objects: likewise (``data.max_heatmap_objects``; None: not counted).
     Raises :class:`DatasetError` (with the report) when nothing usable remains.
     """
     if scan not in SCAN_MODES:
@@ -280,6 +284,15 @@ def load_coco(
                 file=path,
                 image_id=img["id"],
                 counter="images_over_max_objects",
+            )
+        if max_heatmap_objects is not None and record.num_objects > max_heatmap_objects:
+            report.problem(
+                "too_many_heatmap_objects",
+                f"{record.num_objects} objects; compact training batches draw only the first "
+                f"{max_heatmap_objects} on the heatmaps",
+                file=path,
+                image_id=img["id"],
+                counter="images_over_max_heatmap_objects",
             )
         report.count("images_kept")
         report.count("boxes_kept", record.num_objects)

@@ -31,6 +31,10 @@ COUNTER_DOC = {
     "images_size_repaired": "images whose real size differs from the annotation (boxes rescaled)",
     "images_converted": "images converted to RGB uint8 (grayscale, palette, RGBA, CMYK, 16-bit)",
     "images_over_max_objects": "images with more objects than max_objects (extra ones get no tag)",
+    "images_over_max_heatmap_objects": (
+        "images with more objects than max_heatmap_objects (compact batches leave the extra "
+        "ones off the heatmaps)"
+    ),
     "images_duplicate_id": "images dropped: duplicate image id",
     "images_invalid_entry": "images dropped: entry without an integer id or a file_name",
     "boxes": "annotations listed",

@@ -94,10 +94,13 @@ def make_datasets(
     """The training (and validation-loss) datasets; one input pipeline per worker when distributed.
 
     ``train_source`` reuses training annotations already read (see :func:`training_classes`).
+    Both are compact batches unless ``data.batch_format`` (with ``train.jit_compile``) says dense.
     """
+    from cornernet_tf.data.finish import resolve_batch_format
     from cornernet_tf.data.pipeline import build_dataset
 
     batch = config.train.batch_size
+    batch_format = resolve_batch_format(config.data.batch_format, config.train.jit_compile)
     # With a fixed number of validation batches, a small validation set is cycled rather than
     # running out (Keras would warn and validate on fewer batches).
     cycle_validation = config.train.validation_steps is not None
@@ -110,6 +113,7 @@ def make_datasets(
             input_context=context,
             model_config=config.model,
             source=train_source if training else None,
+            batch_format=batch_format,
         )
         return ds.repeat() if not training and cycle_validation else ds
 

@@ -9,6 +9,9 @@
   over stacks) are logged as metrics: means over the steps of the epoch so far.
 * Mixed precision: ``optimizer.scale_loss`` is applied, so the ``LossScaleOptimizer`` Keras wraps
   around the optimizer under ``mixed_float16`` works as usual; the losses are float32.
+* Compact batches (``data.batch_format``, ``cornernet_tf.data.finish``): uint8 images with a
+  ``pixel_affine`` are normalised first, and their heatmaps drawn at the size of the network's
+  heatmap outputs; dense batches run as they come.
 * A non-finite loss, output or gradient fails the step *before* anything is written (weights,
   BatchNorm statistics, optimizer state), with an error that names the step and the image ids
   of the batch; ``fit.train`` turns it into :class:`NonFiniteLossError` with a checkpoint. The
@@ -27,6 +30,7 @@ import re
 import keras
 import tensorflow as tf
 
+from cornernet_tf.data import finish
 from cornernet_tf.detection.contract import TARGET_KEYS
 from cornernet_tf.losses import LOSS_TERMS
 from cornernet_tf.training.global_loss import replica_loss
@@ -63,12 +67,37 @@ def _unpack(data, where: str):
             f"CornerNet.{where}: batches must be (images, targets) with targets a dict of encoded targets "
             f"(cornernet_tf.targets.encode_targets, batched); got targets of type {type(targets).__name__}"
         )
+    if finish.is_compact(images, targets):
+        needed = [k for k in TARGET_KEYS if not k.endswith("_heatmap")] + list(finish.COMPACT_KEYS)
+        missing = [k for k in needed if k not in targets]
+        if missing:
+            raise ValueError(
+                f"CornerNet.{where}: a compact batch (uint8 images) needs targets "
+                f"{', '.join(missing)} (see build_dataset(batch_format='compact'))"
+            )
+        return images, targets
     missing = [k for k in TARGET_KEYS if k not in targets]
     if missing:
         raise ValueError(
             f"CornerNet.{where}: targets lack {', '.join(missing)} (see encode_targets)"
         )
     return images, targets
+
+
+def _finished_targets(targets: dict, outputs) -> dict:
+    """Dense targets: a compact batch's heatmaps drawn at the size of the network's heatmaps."""
+    if finish.PIXEL_AFFINE_KEY not in targets:
+        return targets
+    heat = tf.nest.flatten(outputs["tl_heat"])[0]
+    static, dynamic = heat.shape.as_list(), tf.shape(heat)
+    height, width, channels = (
+        static[i] if static[i] is not None else dynamic[i] for i in (1, 2, 3)
+    )
+    return finish.finish_targets(targets, height, width, int(channels))
+
+
+def _finished_images(images, targets: dict):
+    return finish.finish_images(images, targets) if finish.PIXEL_AFFINE_KEY in targets else images
 
 
 def _weights(model) -> dict:
@@ -135,6 +164,7 @@ def _multi_worker(strategy) -> bool:
 
 def train_step(model, data):
     images, targets = _unpack(data, "train_step")
+    images = _finished_images(images, targets)
     weights = _weights(model)
     trainable = model.trainable_variables
     with tf.GradientTape() as tape:
@@ -143,6 +173,7 @@ def train_step(model, data):
         outputs, new_non_trainable, losses = model.stateless_call(
             trainable, model.non_trainable_variables, images, training=True, return_losses=True
         )
+        targets = _finished_targets(targets, outputs)
         terms = replica_loss(outputs, targets, weights)
         loss = terms["total"]
         if losses:  # layer regularisers belong to the model, not to a replica
@@ -161,7 +192,8 @@ def train_step(model, data):
 
 def test_step(model, data):
     images, targets = _unpack(data, "test_step")
-    outputs = model(images, training=False)
+    outputs = model(_finished_images(images, targets), training=False)
+    targets = _finished_targets(targets, outputs)
     return _track(model, replica_loss(outputs, targets, _weights(model)))
 
 
