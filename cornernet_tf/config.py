@@ -152,7 +152,8 @@ class DataConfig:
     # Objects drawn on the heatmaps of a compact batch (>= max_objects); more are counted, not drawn.
     max_heatmap_objects: int = 1024
     # Training batches: compact (uint8 images, heatmaps drawn in the train step), dense (float
-    # images and heatmaps from the input pipeline) or auto (compact unless train.jit_compile).
+    # images and heatmaps from the input pipeline) or auto (compact when a GPU/TPU trains and
+    # train.jit_compile is off, else dense).
     batch_format: str = "auto"
     gaussian_iou: float = 0.3
     radius_mode: str = "object"  # object | fixed | none (Table 2 ablations)

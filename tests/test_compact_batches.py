@@ -225,13 +225,17 @@ def test_batch_format_and_capacity_are_validated():
         build_dataset(DataConfig(), True, batch_format="auto")
 
 
-def test_auto_resolves_to_compact_unless_jit_compile(monkeypatch):
-    assert finish.resolve_batch_format("auto", jit_compile=False) == "compact"
-    assert finish.resolve_batch_format("auto", jit_compile=True) == "dense"
-    assert finish.resolve_batch_format("dense", jit_compile=False) == "dense"
-    assert finish.resolve_batch_format("compact", jit_compile=False) == "compact"
+def test_auto_is_compact_on_an_accelerator_without_jit_compile(monkeypatch):
+    resolve, visible = finish.resolve_batch_format, finish.accelerator_visible
+    # This test machine's own answer.
+    assert visible() == bool(tf.config.list_logical_devices("GPU"))
+    assert resolve("auto", jit_compile=False, on_accelerator=True) == "compact"
+    assert resolve("auto", jit_compile=True, on_accelerator=True) == "dense"
+    assert resolve("auto", jit_compile=False, on_accelerator=False) == "dense"
+    assert resolve("dense", jit_compile=False, on_accelerator=True) == "dense"
+    assert resolve("compact", jit_compile=False, on_accelerator=False) == "compact"
     with pytest.raises(ConfigError, match="batch_format=compact needs train.jit_compile=false"):
-        finish.resolve_batch_format("compact", jit_compile=True)
+        resolve("compact", jit_compile=True, on_accelerator=True)
     # What training asks the pipeline for, for its training and validation-loss datasets.
     asked = []
 
@@ -240,11 +244,14 @@ def test_auto_resolves_to_compact_unless_jit_compile(monkeypatch):
         return tf.data.Dataset.range(1)
 
     monkeypatch.setattr(pl, "build_dataset", recording_build_dataset)
-    for jit, batch_format, expected in (
-        (False, "auto", "compact"),
-        (True, "auto", "dense"),
-        (False, "dense", "dense"),
+    for gpu, jit, batch_format, expected in (
+        (True, False, "auto", "compact"),
+        (True, True, "auto", "dense"),
+        (False, False, "auto", "dense"),
+        (False, False, "compact", "compact"),
+        (True, False, "dense", "dense"),
     ):
+        monkeypatch.setattr(finish, "accelerator_visible", lambda gpu=gpu: gpu)
         asked.clear()
         config = load_config(
             {"data": {"batch_format": batch_format}, "train": {"jit_compile": jit}}

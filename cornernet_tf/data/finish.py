@@ -25,25 +25,35 @@ SPARSE_HEATMAP_KEYS = ("heatmap_corners", "heatmap_radii", "heatmap_classes")
 COMPACT_KEYS = (PIXEL_AFFINE_KEY, *SPARSE_HEATMAP_KEYS)
 
 
-def resolve_batch_format(batch_format: str, jit_compile: bool) -> str:
-    """``dense`` or ``compact`` for training from ``data.batch_format`` and ``train.jit_compile``.
+def resolve_batch_format(batch_format: str, jit_compile: bool, on_accelerator: bool) -> str:
+    """``dense`` or ``compact`` for training, from ``data.batch_format``, ``train.jit_compile`` and
+    whether the train step runs on an accelerator.
 
-    ``auto`` is compact, except under XLA: drawing the heatmaps has data-dependent sizes (the
-    pixels of the objects' bumps), which XLA cannot compile, so the heatmaps then come dense
-    from the input pipeline.
+    ``auto`` is compact when a GPU or TPU finishes the batches: the input pipeline then does less
+    than half the CPU work per image and hands over 0.8 MB instead of 13.6. On a CPU-only
+    machine the same CPU would do the finishing inside the train step, where it costs more than
+    in the pipeline (one elementwise pass per batch instead of fused per-image work;
+    ``benchmarks/input_pipeline.py``), so ``auto`` stays dense. Under XLA it is dense too:
+    drawing the heatmaps has data-dependent sizes (the pixels of the objects' bumps), which XLA
+    cannot compile.
     """
     if batch_format not in BATCH_FORMATS:
         raise ConfigError(
             f"data.batch_format must be {'|'.join(BATCH_FORMATS)}, got {batch_format!r}"
         )
     if batch_format == "auto":
-        return "dense" if jit_compile else "compact"
+        return "compact" if on_accelerator and not jit_compile else "dense"
     if batch_format == "compact" and jit_compile:
         raise ConfigError(
             "data.batch_format=compact needs train.jit_compile=false (the heatmaps drawn in the "
             "train step have data-dependent sizes); use batch_format auto or dense"
         )
     return batch_format
+
+
+def accelerator_visible() -> bool:
+    """Whether TensorFlow sees a GPU or TPU (where a compact batch would be finished)."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def is_compact(images, targets) -> bool:

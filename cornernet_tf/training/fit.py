@@ -94,13 +94,16 @@ def make_datasets(
     """The training (and validation-loss) datasets; one input pipeline per worker when distributed.
 
     ``train_source`` reuses training annotations already read (see :func:`training_classes`).
-    Both are compact batches unless ``data.batch_format`` (with ``train.jit_compile``) says dense.
+    Both are compact batches when an accelerator finishes them, dense otherwise
+    (``data.batch_format``, see :func:`cornernet_tf.data.finish.resolve_batch_format`).
     """
-    from cornernet_tf.data.finish import resolve_batch_format
+    from cornernet_tf.data.finish import accelerator_visible, resolve_batch_format
     from cornernet_tf.data.pipeline import build_dataset
 
     batch = config.train.batch_size
-    batch_format = resolve_batch_format(config.data.batch_format, config.train.jit_compile)
+    batch_format = resolve_batch_format(
+        config.data.batch_format, config.train.jit_compile, accelerator_visible()
+    )
     # With a fixed number of validation batches, a small validation set is cycled rather than
     # running out (Keras would warn and validate on fewer batches).
     cycle_validation = config.train.validation_steps is not None
