@@ -18,6 +18,11 @@ docs/gpu.md for the official TensorFlow GPU container). Stages:
              step's loss must match the CPU's (same weights, same batch, computed in a separate
              CPU-only process) and every logged loss must be finite. TF32 is switched off in the
              float32 runs so that they compare with the CPU at float32 precision.
+  c2. compact The compact training batch (data.batch_format, the default on GPUs) of the tiny
+             config's pipeline finished on every GPU (normalised images, heatmaps drawn with one
+             scatter) against the dense batch of the same pipeline, which the CPU builds: equal
+             to float32 rounding (bitwise where the GPU keeps the CPU's arithmetic), and the
+             finishing time per image on the first GPU.
   d. timing  The HG-104 511x511 single-scale flip test (Detector.detect: forward + decode +
              soft-NMS) with the native and the portable corner pools, and the training step's
              images per second per GPU (HG-104, float32 with TF32 and mixed_float16:
@@ -537,6 +542,72 @@ def stage_train(args, report: Report, device_names: list, workdir: str) -> dict:
     return models
 
 
+def stage_compact(args, report: Report, device_names: list, workdir: str) -> None:
+    """Compact batches finished on each device against the dense batch the CPU pipeline builds."""
+    import numpy as np
+    import tensorflow as tf
+
+    import cornernet_tf
+    from cornernet_tf.data import build_dataset
+    from cornernet_tf.data.finish import finish_batch
+
+    report.stage("c2: compact batches")
+    path, overrides = load_configs(args, workdir)["tiny"]
+    config = cornernet_tf.load_config(path, overrides)
+    # Two pipelines with the same seed give the same images only in deterministic order.
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, deterministic=True))
+    batch = args.batch_per_gpu
+
+    def first(batch_format):
+        ds = build_dataset(
+            config.data,
+            True,
+            batch_size=batch,
+            model_config=config.model,
+            batch_format=batch_format,
+        )
+        return next(iter(ds))
+
+    dense_images, dense_targets = first("dense")
+    images, targets = first("compact")
+    out_h, out_w = (int(v) for v in dense_targets["tl_heatmap"].shape[1:3])
+    classes = int(dense_targets["tl_heatmap"].shape[3])
+    finish = tf.function(lambda i, t: finish_batch(i, t, out_h, out_w, classes))
+    rows = []
+    for device in device_names:
+        with tf.device(device):
+            got_images, got_targets = finish(images, targets)
+        row = {"device": device, "ran_on": got_images.device}
+        pairs = [("images", got_images, dense_images)] + [
+            (k, got_targets[k], dense_targets[k]) for k in ("tl_heatmap", "br_heatmap")
+        ]
+        for name, got, want in pairs:
+            got, want = np.asarray(got), np.asarray(want)
+            row[name] = {
+                "max_abs_diff": float(np.abs(got - want).max()),
+                "bitwise": bool(np.array_equal(got, want)),
+            }
+            if row[name]["max_abs_diff"] > 1e-5:
+                report.fail("compact", f"{name} finished on {device} differs from the dense batch")
+        for key in ("tl_tag", "br_tag", "tl_regr", "br_regr", "tag_mask"):
+            if not np.array_equal(np.asarray(got_targets[key]), np.asarray(dense_targets[key])):
+                report.fail("compact", f"{key} of the compact batch differs from the dense one")
+        rows.append(row)
+    with tf.device(device_names[0]):
+        finish(images, targets)  # warm
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            out = finish(images, targets)
+            float(tf.reduce_sum(out[0]))  # waits for the device
+            times.append(time.perf_counter() - start)
+    per_image_ms = 1000.0 * statistics.median(times) / batch
+    report.data["compact"] = {"checks": rows, "finish_ms_per_image": round(per_image_ms, 3)}
+    print(
+        f"  {len(rows)} devices checked; finishing {per_image_ms:.2f} ms per image on {device_names[0]}"
+    )
+
+
 def stage_timing(args, report: Report, models: dict, device_names: list) -> None:
     import numpy as np
     import tensorflow as tf
@@ -623,6 +694,16 @@ def print_table(data: dict) -> None:
     op = data.get("op") or {}
     if op:
         print(f"op: auto -> {op.get('auto')}; {len(op.get('checks', []))} GPU-vs-CPU checks")
+    compact = data.get("compact") or {}
+    if compact:
+        worst = max(
+            (c[k]["max_abs_diff"] for c in compact["checks"] for k in ("images", "tl_heatmap")),
+            default=0.0,
+        )
+        print(
+            f"compact batches: finished on {len(compact['checks'])} devices, worst diff from the "
+            f"dense batch {worst:g}, {compact['finish_ms_per_image']} ms per image"
+        )
     rows = data.get("train") or []
     if rows:
         print(
@@ -714,6 +795,7 @@ def main(argv=None) -> int:
         stage_build(args, report, details, device_type)
         stage_op(args, report, device_names, device_type)
         models = stage_train(args, report, device_names, workdir)
+        stage_compact(args, report, device_names, workdir)
         stage_timing(args, report, models, device_names)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -41,7 +41,7 @@ def test_no_gpu_exits_at_once_with_code_2():
 def test_help_documents_every_stage():
     proc = run("--help")
     assert proc.returncode == 0, proc.stderr
-    for stage in ("a. build", "b. op", "c. train", "d. timing", "e. report"):
+    for stage in ("a. build", "b. op", "c. train", "c2. compact", "d. timing", "e. report"):
         assert stage in proc.stdout, stage
     for option in ("--json", "--skip-hg104", "--no-build", "--cpu-dry-run"):
         assert option in proc.stdout, option
