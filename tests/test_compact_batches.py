@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from shapes_data import shapes_data_config
 
 from cornernet_tf.config import ConfigError, DataConfig, load_config
 from cornernet_tf.data import augment, build_dataset, finish
@@ -26,20 +27,8 @@ def shapes_dir(tmp_path_factory):
 
 
 def data_config(shapes_dir, **kw):
-    base = dict(
-        train_annotations=str(shapes_dir / "train" / "annotations.json"),
-        train_images=str(shapes_dir / "train" / "images"),
-        val_annotations=str(shapes_dir / "val" / "annotations.json"),
-        val_images=str(shapes_dir / "val" / "images"),
-        input_size=[63, 63],
-        border=16,
-        seed=7,
-        deterministic=True,
-        num_parallel_calls=2,
-        max_objects=2,  # the shapes have up to 6 objects: some get no tag
-    )
-    base.update(kw)
-    return DataConfig(**base)
+    # The shapes have up to 6 objects: with 2 tag slots some get none.
+    return shapes_data_config(shapes_dir, **{"max_objects": 2, **kw})
 
 
 @tf.function

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from golden import load_golden
 from PIL import Image
+from shapes_data import shapes_data_config
 
 from cornernet_tf.config import ConfigError, DataConfig, ModelConfig
 from cornernet_tf.data import augment, build_dataset, build_eval_dataset, load_source
@@ -26,19 +27,7 @@ def shapes_dir(tmp_path_factory):
 
 
 def small_config(shapes_dir, **kw):
-    base = dict(
-        train_annotations=str(shapes_dir / "train" / "annotations.json"),
-        train_images=str(shapes_dir / "train" / "images"),
-        val_annotations=str(shapes_dir / "val" / "annotations.json"),
-        val_images=str(shapes_dir / "val" / "images"),
-        input_size=[63, 63],
-        border=16,
-        seed=7,
-        deterministic=True,
-        num_parallel_calls=2,
-    )
-    base.update(kw)
-    return DataConfig(**base)
+    return shapes_data_config(shapes_dir, **kw)
 
 
 def take(ds, n):
