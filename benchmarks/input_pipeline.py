@@ -272,13 +272,12 @@ def run(args) -> dict:
     return result
 
 
-def _parallel_views(args, config, source, n: int, batch_format: str) -> dict:
-    """Full pipeline throughput, cuts with the configured parallelism, one-thread stage costs."""
+def _time_full_pipeline(args, config, source, n: int, batch_format: str, options=None) -> list:
+    """(wall s, CPU s) per image of the full pipeline, exactly as training builds it, per repeat."""
     from cornernet_tf.data import build_dataset
 
-    out = {}
-    full = []
-    for _ in range(args.repeats):  # the full pipeline, exactly as training builds it
+    runs = []
+    for _ in range(args.repeats):
         ds = build_dataset(
             config,
             True,
@@ -287,7 +286,17 @@ def _parallel_views(args, config, source, n: int, batch_format: str) -> dict:
             source=source,
             batch_format=batch_format,
         )
-        full.append(_time_images(ds, n, args.batch_size, warmup=2))
+        if options is not None:
+            ds = ds.with_options(options)
+        runs.append(_time_images(ds, n, args.batch_size, warmup=2))
+    return runs
+
+
+def _parallel_views(args, config, source, n: int, batch_format: str) -> dict:
+    """Full pipeline throughput, cuts with the configured parallelism, one-thread stage costs."""
+
+    out = {}
+    full = _time_full_pipeline(args, config, source, n, batch_format)
     out["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
     out["full_pipeline_cpu_ms_per_image"] = round(statistics.median(c for _, c in full) * 1e3, 2)
     parallel = {}
@@ -334,7 +343,7 @@ def run_per_core_child(args) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cornernet_tf.data import build_dataset, load_source
+    from cornernet_tf.data import load_source
     from cornernet_tf.ops.image_ops import native_resize_available
 
     _, ann, images, _ = _make_data(args)
@@ -347,17 +356,7 @@ def run_per_core_child(args) -> dict:
         "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
     }
     for batch_format in args.batch_formats:
-        full = []
-        for _ in range(args.repeats):
-            ds = build_dataset(
-                config,
-                True,
-                batch_size=args.batch_size,
-                num_classes=args.num_classes,
-                source=source,
-                batch_format=batch_format,
-            ).with_options(one_core)
-            full.append(_time_images(ds, n, args.batch_size, warmup=2))
+        full = _time_full_pipeline(args, config, source, n, batch_format, one_core)
         _, stages = _stage_costs(
             config,
             source,
