@@ -9,7 +9,9 @@
 #ifndef CORNERNET_TESTS_CUDA_EMULATION_H_
 #define CORNERNET_TESTS_CUDA_EMULATION_H_
 
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #define __global__
@@ -22,11 +24,66 @@ struct dim3 {
 };
 inline dim3 blockIdx, threadIdx, blockDim, gridDim;
 
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2 };
 typedef struct CUstream_st* cudaStream_t;
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t e) {
-  return e == cudaSuccess ? "no error" : "invalid argument";
+  return e == cudaSuccess ? "no error"
+         : e == cudaErrorMemoryAllocation ? "out of memory"
+                                         : "invalid argument";
+}
+
+// The runtime calls of benchmarks/cuda_kernels_host.cu, on host memory: "device" memory is
+// malloc'd, copies are memcpy, and events read a steady clock.
+enum cudaMemcpyKind {
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3
+};
+struct cudaDeviceProp {
+  char name[256];
+  int major, minor, multiProcessorCount;
+};
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
+  std::strcpy(prop->name, "host emulation");
+  prop->major = prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+inline cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  *ptr = std::malloc(bytes ? bytes : 1);
+  return *ptr ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t cudaFree(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                                   int) {
+  return cudaMemcpy(dst, src, bytes, kind);
+}
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+typedef std::chrono::steady_clock::time_point* cudaEvent_t;
+inline cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = new std::chrono::steady_clock::time_point();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t event, int) {
+  *event = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
+  *ms = std::chrono::duration<float, std::milli>(*stop - *start).count();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
 }
 
 // IEEE binary16 and bfloat16 as raw bits, converted with round-to-nearest-even like the CUDA
