@@ -30,8 +30,14 @@ native: $(VENV)/.installed
 demo: native
 	$(VENV)/bin/cornernet demo --out demo_out
 
+# Two pytest workers (pytest-xdist), each running whole files so that a file's fixtures are built
+# once: on 2 cores most of a test's time is single-threaded tracing, so this is ~1.6x faster than
+# one process. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: native
-	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -q -m "not slow" $(XDIST) tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # Style and layering, enforced: ruff (lint + format) and import-linter (layer contracts), both
 # configured in pyproject.toml.
@@ -41,7 +47,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 
 test-all: native
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(XDIST) tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out cornernet_tf/ops/kernels/*.so
