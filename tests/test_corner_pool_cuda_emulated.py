@@ -11,6 +11,7 @@ on a GPU.
 """
 
 import ctypes
+import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from test_corner_pool import CASES, nhwc, reference_backward, reference_forward,
 from cornernet_tf.ops import DIRECTIONS, build
 
 EMULATION_DIR = Path(__file__).parent / "cuda_emulation"
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "cuda_kernels.py"
 THREADS = 256  # kThreads in corner_pool_gpu.cu
 # DType codes of corner_pool_gpu.h
 DTYPES = {
@@ -33,6 +35,18 @@ DTYPES = {
 }
 GUARD = 64  # elements of sentinel on each side of every buffer
 SENTINEL = 1000.0  # exact in every float type tested
+
+
+def load_benchmark():
+    """benchmarks/cuda_kernels.py: its C host file and its geometry are the ones tested here."""
+    spec = importlib.util.spec_from_file_location("cuda_kernels", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CUDA_KERNELS = load_benchmark()
+geometry = CUDA_KERNELS.geometry  # (outer, len, inner, from_end), as MakeGeometry in the op
 
 
 def compile_emulated(out: Path, max_blocks: int | None = None) -> ctypes.CDLL:
@@ -53,27 +67,15 @@ def compile_emulated(out: Path, max_blocks: int | None = None) -> ctypes.CDLL:
         "-x",
         "c++",
         str(build.CU_SOURCE),  # the very file nvcc compiles
+        CUDA_KERNELS.HOST_SOURCE,  # the C entry points the GPU benchmark drives
         str(EMULATION_DIR / "driver.cc"),
         "-o",
         str(out),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lib = ctypes.CDLL(str(out))
-    i64 = ctypes.c_int64
-    lib.emu_forward.argtypes = [
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        i64,
-        i64,
-        i64,
-        ctypes.c_int,
-    ]
-    lib.emu_backward.argtypes = (
-        [ctypes.c_int] + [ctypes.c_void_p] * 3 + [i64, i64, i64, ctypes.c_int]
-    )
-    lib.emu_launch_log.argtypes = [ctypes.POINTER(i64)] * 3
+    lib = CUDA_KERNELS.Kernels(str(out)).lib
+    lib.emu_launch_log.argtypes = [ctypes.POINTER(ctypes.c_int64)] * 3
     return lib
 
 
@@ -93,15 +95,6 @@ def golden():
     from conftest import load_golden
 
     return load_golden("corner_pool.npz")
-
-
-def geometry(shape, direction):
-    """(outer, len, inner, from_end) of an NHWC tensor, as MakeGeometry in corner_pool_ops.cc."""
-    n, h, w, c = shape
-    from_end = direction in ("top", "left")
-    if direction in ("top", "bottom"):
-        return n, h, w * c, from_end
-    return n * h, w, c, from_end
 
 
 class Buffer:
@@ -137,7 +130,7 @@ class Kernels:
     def forward(self, x: np.ndarray, direction: str) -> np.ndarray:
         xb = Buffer(np.ascontiguousarray(x))
         yb = Buffer(x, fill=np.nan)  # every output must be written
-        rc = self.lib.emu_forward(DTYPES[x.dtype], xb.ptr, yb.ptr, *geometry(x.shape, direction))
+        rc = self.lib.ck_forward(DTYPES[x.dtype], xb.ptr, yb.ptr, *geometry(x.shape, direction))
         assert rc == 0
         xb.assert_guards_intact("forward input")
         yb.assert_guards_intact("forward output")
@@ -147,7 +140,7 @@ class Kernels:
     def backward(self, y: np.ndarray, dy: np.ndarray, direction: str, alias=False) -> np.ndarray:
         yb, dyb = Buffer(np.ascontiguousarray(y)), Buffer(np.ascontiguousarray(dy))
         dxb = dyb if alias else Buffer(dy, fill=np.nan)
-        rc = self.lib.emu_backward(
+        rc = self.lib.ck_backward(
             DTYPES[y.dtype], yb.ptr, dyb.ptr, dxb.ptr, *geometry(y.shape, direction)
         )
         assert rc == 0
@@ -289,4 +282,4 @@ def test_empty_tensors_launch_nothing(kernels, shape):
 
 def test_unknown_dtype_is_an_error(kernels):
     x = np.zeros((1, 2, 2, 1), np.float32)
-    assert kernels.lib.emu_forward(7, x.ctypes.data, x.ctypes.data, 1, 2, 2, 1) != 0
+    assert kernels.lib.ck_forward(7, x.ctypes.data, x.ctypes.data, 1, 2, 2, 1) != 0
