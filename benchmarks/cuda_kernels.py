@@ -43,6 +43,9 @@ import time
 import ml_dtypes
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by file path
+import harness  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_DIR = os.path.join(ROOT, "cornernet_tf", "ops", "kernels")
 CU_SOURCE = os.path.join(KERNEL_DIR, "corner_pool_gpu.cu")
@@ -580,12 +583,7 @@ def print_report(report: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python benchmarks/cuda_kernels.py",
-        description=__doc__.split("\n\n", 1)[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = harness.script_parser(__doc__, "cuda_kernels.py")
     parser.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     parser.add_argument("--arch", help="compute capability to build for, e.g. 90")
     parser.add_argument("--batch", type=int, default=8, help="speed: batch of [B,128,128,128]")

@@ -53,6 +53,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by file path
+import harness  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_CONFIG = os.path.join(ROOT, "configs", "cornernet_tiny.yaml")
 HG104_CONFIG = os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml")
@@ -65,12 +68,7 @@ NO_GPU_EXIT = 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python benchmarks/gpu_check.py",
-        description=__doc__.split("\n\n", 1)[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = harness.script_parser(__doc__, "gpu_check.py")
     parser.add_argument("--json", metavar="FILE", help="also write the JSON report to FILE")
     parser.add_argument("--no-build", action="store_true", help="stage a: use the built library")
     parser.add_argument("--skip-hg104", action="store_true", help="stages c, d: tiny config only")

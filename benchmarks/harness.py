@@ -8,6 +8,7 @@ a burst of load on this shared machine hits all of them alike.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,6 +21,17 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+def script_parser(doc: str, script: str) -> argparse.ArgumentParser:
+    """The parser of a script whose docstring is: a summary line, a usage paragraph, then the
+    stages; --help shows the summary and the stages as written."""
+    return argparse.ArgumentParser(
+        prog=f"python benchmarks/{script}",
+        description=doc.split("\n\n", 1)[0],
+        epilog=doc.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def config_path(name: str) -> str:
