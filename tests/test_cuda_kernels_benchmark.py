@@ -80,3 +80,15 @@ def test_without_a_gpu_it_says_so_in_one_line():
     assert proc.stdout.strip().splitlines() == [
         "no GPU visible (nvidia-smi lists none); --emulated runs the checks on the CPU"
     ]
+
+
+def test_nvcc_builds_the_benchmark_library(tmp_path):
+    """Where nvcc is installed (with or without a GPU), the script's build links the kernels and
+    the host file into one library with every entry point."""
+    ck = load_script()
+    if ck.nvcc_path() is None:
+        pytest.skip("nvcc not installed")
+    library = ck.build(str(tmp_path), emulated=False, arch="90")["library"]
+    symbols = subprocess.run(["nm", "-D", library], capture_output=True, text=True).stdout
+    for name in ("ck_forward", "ck_backward", "ck_time_forward", "ck_time_copy", "ck_device"):
+        assert f" T {name}" in symbols, name

@@ -21,11 +21,12 @@ fixes the output whatever the parallelism. Images are RGB here; the official cod
 only changes the grayscale weights' order, the eigenvector rows and the mean/std order.
 Boxes stay float64 like the official arrays, because the target encoder truncates them.
 
-The resize's per-pixel integer arithmetic runs in a C++ op (``cornernet_tf.ops.image_ops``,
-bit-identical, ~6x cheaper) when the native op library is built and the image is on the CPU,
-and in TensorFlow integer ops otherwise. ``impl="tf"`` on :func:`resize_uint8` /
-:func:`crop_resize_uint8`, or ``CORNERNET_NATIVE_RESIZE=0`` in the environment (read when the
-pipeline is traced), forces the TensorFlow ops.
+The resize's per-pixel integer arithmetic and the colour map of uint8 images run in C++ ops
+(``cornernet_tf.ops.image_ops``, bit-identical, several times cheaper) when the native op
+library is built and the image is on the CPU, and in TensorFlow ops otherwise. ``impl="tf"`` on
+:func:`resize_uint8` / :func:`crop_resize_uint8` / :func:`apply_pixel_affine`, or
+``CORNERNET_NATIVE_RESIZE=0`` in the environment (read when the pipeline is traced), forces the
+TensorFlow ops.
 """
 
 from __future__ import annotations
@@ -235,8 +236,8 @@ def resize_uint8(image, size: Sequence[int], impl: str = "auto") -> tf.Tensor:
 _RESIZE_IMPLS = ("auto", "native", "tf")
 
 
-def _use_native_resize(image: tf.Tensor, impl: str) -> bool:
-    """Whether the taps go to the native op: ``impl`` and, for "auto", the library and device."""
+def _use_native(image: tf.Tensor, impl: str, available=image_ops.native_resize_available) -> bool:
+    """Whether a native image op runs: ``impl`` and, for "auto", ``available()`` and the device."""
     if impl not in _RESIZE_IMPLS:
         raise ValueError(f"impl must be one of {_RESIZE_IMPLS}, got {impl!r}")
     if impl == "native":
@@ -244,11 +245,11 @@ def _use_native_resize(image: tf.Tensor, impl: str) -> bool:
     if impl == "tf":
         return False
     device = getattr(image, "device", "") or ""  # empty while tracing: tf.data runs on the CPU
-    return "GPU" not in device.upper() and image_ops.native_resize_available()[0]
+    return "GPU" not in device.upper() and available()[0]
 
 
 def _resize_with_taps(image, rows, cols, out_h: int, out_w: int, impl: str) -> tf.Tensor:
-    if _use_native_resize(image, impl):
+    if _use_native(image, impl):
         return image_ops.fixed_point_resize(image, rows, cols)
     return _fixed_point_resize(image, rows, cols, out_h, out_w)
 
@@ -493,14 +494,19 @@ def _channel_means(image) -> tf.Tensor:
     return tf.cast(tf.reduce_mean(tf.cast(image, tf.float32), axis=axes), tf.float64)
 
 
-def apply_pixel_affine(images, affine) -> tf.Tensor:
+def apply_pixel_affine(images, affine, impl: str = "auto") -> tf.Tensor:
     """``out_c = x_0 m_c0 + x_1 m_c1 + x_2 m_c2 + b_c`` per pixel: float32 ``[..., H, W, 3]``.
 
     ``images``: ``[..., H, W, 3]`` (uint8 or float); ``affine``: float32 ``[..., 3, 4]`` from
     :func:`pixel_affine` (one per image). Written as explicit elementwise products and sums in a
     fixed order on channel planes, not a matrix product, so a batch finished in the train step is
-    bit for bit the images the dense pipeline finishes one at a time.
+    bit for bit the images the dense pipeline finishes one at a time. ``impl`` as for the resize:
+    "auto" runs uint8 images on the CPU through the native op (one pass instead of about ten,
+    the same bits); a train step passes "tf", since it may run on an accelerator.
     """
+    uint8 = tf.as_dtype(getattr(images, "dtype", tf.float32)) == tf.uint8
+    if uint8 and _use_native(images, impl, image_ops.native_pixel_affine_available):
+        return image_ops.pixel_affine(images, affine)
     x = tf.cast(images, tf.float32)
     shape = tf.shape(x)
     planes = tf.reshape(x, tf.concat([shape[:-3], [-1, 3]], axis=0))  # [..., H * W, 3]

@@ -62,8 +62,9 @@ def is_compact(images, targets) -> bool:
 
 
 def finish_images(images, targets) -> tf.Tensor:
-    """The normalised float32 images of a compact batch."""
-    return apply_pixel_affine(images, targets[PIXEL_AFFINE_KEY])
+    """The normalised float32 images of a compact batch (TensorFlow ops: the train step may run
+    on an accelerator, where the native CPU op has no kernel)."""
+    return apply_pixel_affine(images, targets[PIXEL_AFFINE_KEY], impl="tf")
 
 
 def finish_targets(targets, height, width, num_classes: int) -> dict:

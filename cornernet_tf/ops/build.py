@@ -278,6 +278,7 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
             "-O3",
             "-DNDEBUG",
             *_cxx_flags(cxx),
+            "-ffp-contract=off",  # the colour map must round like TensorFlow's separate ops
             "-fPIC",
             "-shared",
             *(str(src) for src in CC_SOURCES),

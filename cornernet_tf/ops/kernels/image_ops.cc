@@ -1,6 +1,8 @@
-// OpenCV's fixed-point INTER_LINEAR resize of a uint8 image as a TensorFlow CPU op.
+// Two per-pixel passes of the training pipeline as TensorFlow CPU ops: OpenCV's fixed-point
+// resize and the per-image colour map. Single-threaded: tf.data runs many images in parallel,
+// and one image is a few milliseconds of work.
 //
-//   CornerNetFixedPointResize(image, y0, b0, y1, b1, x0, a0, x1, a1) -> out
+// 1. CornerNetFixedPointResize(image, y0, b0, y1, b1, x0, a0, x1, a1) -> out
 //
 // image: uint8 [h, w, C]; y0, b0, y1, b1: int32 [out_h] (source rows and 11-bit weights per
 // output row); x0, a0, x1, a1: int32 [out_w] (source columns and weights per output column).
@@ -12,8 +14,18 @@
 //   vertical:  out[i, x, c] = uint8((((b0[i] * D[y0[i]][x, c]) >> 16) + ((b1[i] * D[y1[i]][x, c]) >> 16) + 2) >> 2)
 //
 // Only the source rows some output row reads go through the horizontal pass (two cached rows,
-// recomputed on a miss, so any tap order is correct). Single-threaded: tf.data runs many images
-// in parallel, and one image is a few milliseconds of work.
+// recomputed on a miss, so any tap order is correct).
+//
+// 2. CornerNetPixelAffine(images, affine) -> out
+//
+// images: uint8 [..., H, W, 3]; affine: float32 [..., 3, 4] (one map per image, from
+// augment.pixel_affine); out: float32 [..., H, W, 3] with
+//
+//   out[c] = ((x0 * m[c][0] + x1 * m[c][1]) + x2 * m[c][2]) + m[c][3]
+//
+// in float32, each product and sum rounded in this order: the order of augment.apply_pixel_affine's
+// TensorFlow ops, so the two agree bit for bit (the library is compiled with -ffp-contract=off,
+// which keeps the compiler from fusing a product and a sum into one rounding).
 #include <cstdint>
 #include <vector>
 
@@ -56,6 +68,21 @@ REGISTER_OP("CornerNetFixedPointResize")
     .Doc(R"doc(
 OpenCV's fixed-point bilinear (INTER_LINEAR) resize of a uint8 HWC image, given the source
 indices and 11-bit weights per output row (y0, b0, y1, b1) and column (x0, a0, x1, a1).
+)doc");
+
+REGISTER_OP("CornerNetPixelAffine")
+    .Input("images: uint8")
+    .Input("affine: float")
+    .Output("out: float")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle images;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 3, &images));
+      c->set_output(0, images);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+Per-image colour map of uint8 RGB images: out[c] = x0 m[c][0] + x1 m[c][1] + x2 m[c][2] + m[c][3]
+in float32, summed in that order.
 )doc");
 
 namespace {
@@ -171,5 +198,57 @@ class FixedPointResizeOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("CornerNetFixedPointResize").Device(DEVICE_CPU), FixedPointResizeOp);
+
+namespace {
+
+// out = affine map of `pixels` RGB pixels, one map m[3][4].
+void PixelAffine(const uint8_t* src, const float* m, int64_t pixels, float* dst) {
+  const float m00 = m[0], m01 = m[1], m02 = m[2], m03 = m[3];
+  const float m10 = m[4], m11 = m[5], m12 = m[6], m13 = m[7];
+  const float m20 = m[8], m21 = m[9], m22 = m[10], m23 = m[11];
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float x0 = src[3 * p], x1 = src[3 * p + 1], x2 = src[3 * p + 2];
+    dst[3 * p] = ((x0 * m00 + x1 * m01) + x2 * m02) + m03;
+    dst[3 * p + 1] = ((x0 * m10 + x1 * m11) + x2 * m12) + m13;
+    dst[3 * p + 2] = ((x0 * m20 + x1 * m21) + x2 * m22) + m23;
+  }
+}
+
+}  // namespace
+
+class PixelAffineOp : public OpKernel {
+ public:
+  explicit PixelAffineOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& images = ctx->input(0);
+    const Tensor& affine = ctx->input(1);
+    const int rank = images.dims();
+    OP_REQUIRES(ctx, rank >= 3 && images.dim_size(rank - 1) == 3,
+                absl::InvalidArgumentError(absl::StrCat("images must be [..., H, W, 3], got ",
+                                                        images.shape().DebugString())));
+    bool affine_ok = affine.dims() == rank - 1 && affine.dim_size(rank - 3) == 3 &&
+                     affine.dim_size(rank - 2) == 4;
+    for (int i = 0; affine_ok && i < rank - 3; ++i) {
+      affine_ok = affine.dim_size(i) == images.dim_size(i);
+    }
+    OP_REQUIRES(ctx, affine_ok,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "affine must be [..., 3, 4] with the images' leading dimensions, got ",
+                    affine.shape().DebugString(), " for images ", images.shape().DebugString())));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, images.shape(), &out));
+    const int64_t pixels = images.dim_size(rank - 3) * images.dim_size(rank - 2);
+    const int64_t count = pixels == 0 ? 0 : images.NumElements() / (3 * pixels);
+    const uint8_t* src = images.flat<uint8_t>().data();
+    const float* maps = affine.flat<float>().data();
+    float* dst = out->flat<float>().data();
+    for (int64_t n = 0; n < count; ++n) {
+      PixelAffine(src + n * 3 * pixels, maps + n * 12, pixels, dst + n * 3 * pixels);
+    }
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("CornerNetPixelAffine").Device(DEVICE_CPU), PixelAffineOp);
 
 }  // namespace cornernet
