@@ -46,7 +46,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by file path
 import harness  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The NumPy oracle of the tests (validated there on the official golden tensors; NumPy only).
+sys.path.insert(0, os.path.join(harness.ROOT, "tests"))
+from corner_pool_reference import reference_backward, reference_forward  # noqa: E402
+
+ROOT = harness.ROOT
 KERNEL_DIR = os.path.join(ROOT, "cornernet_tf", "ops", "kernels")
 CU_SOURCE = os.path.join(KERNEL_DIR, "corner_pool_gpu.cu")
 HOST_SOURCE = os.path.join(ROOT, "benchmarks", "cuda_kernels_host.cu")
@@ -71,7 +75,7 @@ GRID_STRIDE_SHAPE = (1, 3, 4099, 4097)
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy reference of the official code
+# Geometry and inputs (the reference: tests/corner_pool_reference.py)
 
 
 def geometry(shape, direction):
@@ -81,37 +85,6 @@ def geometry(shape, direction):
     if direction in ("top", "bottom"):
         return n, h, w * c, from_end
     return n * h, w, c, from_end
-
-
-def reference_forward(x: np.ndarray, direction: str) -> np.ndarray:
-    outer, length, inner, from_end = geometry(x.shape, direction)
-    v = x.astype(np.float64).reshape(outer, length, inner)
-    if from_end:
-        v = v[:, ::-1]
-    y = np.maximum.accumulate(v, axis=1)
-    return (y[:, ::-1] if from_end else y).reshape(x.shape)
-
-
-def reference_backward(x: np.ndarray, g: np.ndarray, direction: str) -> np.ndarray:
-    """The official backward: scan from the start side, move the argmax only on a strict '>',
-    send each output's gradient to the current argmax (summed in float64)."""
-    outer, length, inner, from_end = geometry(x.shape, direction)
-    v = x.astype(np.float64).reshape(outer, length, inner)
-    gv = g.astype(np.float64).reshape(outer, length, inner)
-    order = range(length - 1, -1, -1) if from_end else range(length)
-    argmax = np.empty((outer, length, inner), np.int64)
-    best = best_at = None
-    for i in order:
-        if best is None:
-            best, best_at = v[:, i].copy(), np.full((outer, inner), i)
-        else:
-            greater = v[:, i] > best
-            best = np.where(greater, v[:, i], best)
-            best_at = np.where(greater, i, best_at)
-        argmax[:, i] = best_at
-    lanes = (np.arange(outer)[:, None, None] * length + argmax) * inner + np.arange(inner)
-    dx = np.bincount(lanes.ravel(), weights=gv.ravel(), minlength=v.size)
-    return dx.reshape(x.shape)
 
 
 def with_ties(shape, rng) -> np.ndarray:
