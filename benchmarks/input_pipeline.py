@@ -25,9 +25,9 @@ pixel affine and sparse heatmap inputs; the stage cuts are then decode, crop + r
 pixel-affine computation, sparse encode, batch). Compact moves work into the train step, so the
 per-core run also measures that finishing (apply_pixel_affine and the heatmap drawing of a
 batch, one thread, CPU ms per image on this CPU) beside the pipeline figures.
-``--per-core-only`` skips the parallel views. ``--tf-resize`` forces the TensorFlow-ops resize
-instead of the native op (sets ``CORNERNET_NATIVE_RESIZE=0``, inherited by the child); the
-per-core result names the path used (``resize``).
+``--per-core-only`` skips the parallel views. ``--tf-resize`` forces the TensorFlow ops for the
+resize and the colour map instead of the native ops (sets ``CORNERNET_NATIVE_RESIZE=0``,
+inherited by the child); the per-core result names the paths used (``resize``, ``colour_map``).
 
 Prints a JSON object and a table. Figures are medians over --repeats.
 
@@ -294,7 +294,6 @@ def _time_full_pipeline(args, config, source, n: int, batch_format: str, options
 
 def _parallel_views(args, config, source, n: int, batch_format: str) -> dict:
     """Full pipeline throughput, cuts with the configured parallelism, one-thread stage costs."""
-
     out = {}
     full = _time_full_pipeline(args, config, source, n, batch_format)
     out["full_pipeline_images_per_s"] = round(1.0 / statistics.median(w for w, _ in full), 2)
@@ -344,7 +343,7 @@ def run_per_core_child(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from cornernet_tf.data import load_source
-    from cornernet_tf.ops.image_ops import native_resize_available
+    from cornernet_tf.ops.image_ops import native_pixel_affine_available, native_resize_available
 
     _, ann, images, _ = _make_data(args)
     config = _data_config(args, ann, images, num_parallel_calls=1)
@@ -353,6 +352,7 @@ def run_per_core_child(args) -> dict:
     out = {
         "cpu_affinity": _affinity(),
         "resize": "native" if native_resize_available()[0] else "tf",
+        "colour_map": "native" if native_pixel_affine_available()[0] else "tf",
         "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
     }
     for batch_format in args.batch_formats:
@@ -422,7 +422,10 @@ def print_per_core(pc: dict) -> None:
     formats = [f for f in ("dense", "compact") if f in ours]
     where = f"CPU {pc['cpu']}" if pc["cpu"] is not None else "not pinned"
     print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
-    print(f"ours: {ours.get('resize', '?')} resize, {ours.get('cpu_allocator', '?')} CPU allocator")
+    print(
+        f"ours: {ours.get('resize', '?')} resize, {ours.get('colour_map', '?')} colour map, "
+        f"{ours.get('cpu_allocator', '?')} CPU allocator"
+    )
     print(f"{'':<24}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")
     rows = [("official sampler", off)] + [(f"ours ({f} batches)", ours[f]) for f in formats]
     for name, r in rows:
@@ -511,7 +514,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--tf-resize",
         action="store_true",
-        help="force the TensorFlow-ops resize (not the native op)",
+        help="force the TensorFlow ops for the resize and the colour map (not the native ops)",
     )
     parser.add_argument(
         "--default-allocator",
