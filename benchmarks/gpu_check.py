@@ -56,7 +56,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by file path
 import harness  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = harness.ROOT
 SMALL_CONFIG = os.path.join(ROOT, "configs", "cornernet_tiny.yaml")
 HG104_CONFIG = os.path.join(ROOT, "configs", "cornernet_hg104_coco.yaml")
 DIRECTIONS = ("top", "left", "bottom", "right")
