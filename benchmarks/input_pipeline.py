@@ -25,9 +25,13 @@ pixel affine and sparse heatmap inputs; the stage cuts are then decode, crop + r
 pixel-affine computation, sparse encode, batch). Compact moves work into the train step, so the
 per-core run also measures that finishing (apply_pixel_affine and the heatmap drawing of a
 batch, one thread, CPU ms per image on this CPU) beside the pipeline figures.
+With the native ops built, dense batches are built like compact ones and finished per batch
+by the native colour map and heatmap ops (as ``build_dataset`` does); their augment cut then
+has no pass over the pixels and their batch cut holds the finishing.
 ``--per-core-only`` skips the parallel views. ``--tf-resize`` forces the TensorFlow ops for the
-resize and the colour map instead of the native ops (sets ``CORNERNET_NATIVE_RESIZE=0``,
-inherited by the child); the per-core result names the paths used (``resize``, ``colour_map``).
+resize, the colour map and the dense finishing instead of the native ops (sets
+``CORNERNET_NATIVE_RESIZE=0``, inherited by the child); the per-core result names the paths used
+(``resize``, ``colour_map``, ``dense_finish``).
 
 Prints a JSON object and a table. Figures are medians over --repeats.
 
@@ -76,13 +80,19 @@ def _time_images(ds, num_images: int, per_element: int = 1, warmup: int = 8) -> 
 def _cut_pipelines(
     config, source, num_classes: int, batch_size: int, extra_options=None, batch_format="dense"
 ):
-    """Training pipelines cut after each stage (same seeds, same parallelism settings).
+    """Training pipelines cut after each stage (same seeds, same parallelism settings), built
+    from the stages ``build_dataset`` chains.
 
     ``compact``: the augment cut adds flip and the pixel-affine computation (no pass over the
-    pixels), the encode cut the sparse targets (no heatmaps)."""
+    pixels), the encode cut the sparse targets (no heatmaps). ``dense`` with the native ops (as
+    ``build_dataset`` runs it when they are built): the same two cuts, then the batch cut adds
+    the batching and the native finish (colour map and heatmaps, per batch)."""
     import tensorflow as tf
 
     from cornernet_tf.data import pipeline as pl
+
+    finish_dense = pl.finishes_dense_batches(batch_format)
+    image_format = "compact" if finish_dense else batch_format
 
     def base():
         ds = source.elements(
@@ -110,15 +120,15 @@ def _cut_pipelines(
         return decoded().map(fn, num_parallel_calls=pl._parallel(config))
 
     def augmented():
-        return pl.augment_stage(decoded(), config, training=True, batch_format=batch_format)
+        return pl.augment_stage(decoded(), config, training=True, batch_format=image_format)
 
     def encoded():
-        return pl.encode_stage(augmented(), config, num_classes, batch_format=batch_format)
+        return pl.encode_stage(
+            augmented(), config, num_classes, image_format, every_object=finish_dense
+        )
 
     def batched():
-        return encoded().batch(
-            batch_size, drop_remainder=True, num_parallel_calls=pl._parallel(config)
-        )
+        return pl.batch_stage(encoded(), config, num_classes, batch_size, True, finish_dense)
 
     return {
         "decode": (lambda: opts(decoded()), 1),
@@ -343,6 +353,7 @@ def run_per_core_child(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from cornernet_tf.data import load_source
+    from cornernet_tf.data import pipeline as pl
     from cornernet_tf.ops.image_ops import native_pixel_affine_available, native_resize_available
 
     _, ann, images, _ = _make_data(args)
@@ -353,6 +364,9 @@ def run_per_core_child(args) -> dict:
         "cpu_affinity": _affinity(),
         "resize": "native" if native_resize_available()[0] else "tf",
         "colour_map": "native" if native_pixel_affine_available()[0] else "tf",
+        "dense_finish": "native, per batch"
+        if pl.finishes_dense_batches("dense")
+        else "tf, per image",
         "cpu_allocator": "bfc" if tf_allocator.bfc_requested() else "default",
     }
     for batch_format in args.batch_formats:
@@ -424,6 +438,7 @@ def print_per_core(pc: dict) -> None:
     print(f"\nper core ({where}, one thread each), same JPEGs and annotations:")
     print(
         f"ours: {ours.get('resize', '?')} resize, {ours.get('colour_map', '?')} colour map, "
+        f"dense batches finished {ours.get('dense_finish', '?')}, "
         f"{ours.get('cpu_allocator', '?')} CPU allocator"
     )
     print(f"{'':<24}{'images/s':>10}{'images/CPU-s':>14}{'CPU ms/image':>14}")

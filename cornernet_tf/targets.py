@@ -367,14 +367,16 @@ def encode_sparse_targets(
     gaussian_iou: float = _DATA_DEFAULTS.gaussian_iou,
     radius_mode: str = _DATA_DEFAULTS.radius_mode,
     fixed_radius: float = _DATA_DEFAULTS.fixed_radius,
-    max_heatmap_objects: int = _DATA_DEFAULTS.max_heatmap_objects,
+    max_heatmap_objects: int | None = _DATA_DEFAULTS.max_heatmap_objects,
 ) -> dict[str, tf.Tensor]:
     """:func:`encode_targets` without the dense heatmaps: what to draw them from, per object.
 
     The heatmaps are mostly zeros (two ``H x W x C`` float32 maps per image, 10 MB at COCO
     size); a compact batch carries the few numbers they are drawn from and the train step draws
     them for the whole batch (:func:`draw_batch_heatmaps`). Arguments as :func:`encode_targets`,
-    plus ``max_heatmap_objects`` (``K``, >= ``max_objects``): the object slots for drawing.
+    plus ``max_heatmap_objects`` (``K``, >= ``max_objects``): the object slots for drawing;
+    ``None`` gives every object, unpadded (``K`` = the image's object count, for
+    ``padded_batch``; ``num_undrawn`` is then 0).
 
     Returns the small fields of :func:`encode_targets` (``tl_regr`` ... ``num_dropped``) and:
       ``heatmap_corners``: int32 ``[K, 4]`` corner pixels ``(tl_x, tl_y, br_x, br_y)``;
@@ -382,7 +384,7 @@ def encode_sparse_targets(
       ``heatmap_classes``: int32 ``[K]``, -1 in the slots past the objects;
       ``num_undrawn``: int32, objects past ``K`` (left off the heatmaps).
     """
-    if int(max_heatmap_objects) < int(max_objects):
+    if max_heatmap_objects is not None and int(max_heatmap_objects) < int(max_objects):
         raise ValueError(
             f"encode_sparse_targets: max_heatmap_objects ({max_heatmap_objects}) must be >= "
             f"max_objects ({max_objects})"
@@ -398,9 +400,17 @@ def encode_sparse_targets(
         radius_mode,
         fixed_radius,
     )
-    capacity = int(max_heatmap_objects)
     corners, radii, classes = objects.pop("corners"), objects.pop("radii"), objects.pop("classes")
     num_boxes = tf.shape(classes)[0]
+    if max_heatmap_objects is None:
+        return {
+            **objects,
+            "heatmap_corners": corners,
+            "heatmap_radii": radii,
+            "heatmap_classes": classes,
+            "num_undrawn": tf.zeros([], tf.int32),
+        }
+    capacity = int(max_heatmap_objects)
     drawn = tf.minimum(num_boxes, capacity)
 
     def padded(values: tf.Tensor, fill) -> tf.Tensor:

@@ -62,6 +62,7 @@ import tensorflow as tf
 
 from cornernet_tf.config import ConfigError, DataConfig
 from cornernet_tf.data import augment as aug
+from cornernet_tf.data import finish
 from cornernet_tf.data.image_io import (
     decode_image,
     failure_reason,
@@ -378,15 +379,21 @@ def augment_stage(
 
 
 def encode_stage(
-    ds: tf.data.Dataset, config: DataConfig, num_classes: int, batch_format: str = "dense"
+    ds: tf.data.Dataset,
+    config: DataConfig,
+    num_classes: int,
+    batch_format: str = "dense",
+    every_object: bool = False,
 ) -> tf.data.Dataset:
     """Augmented elements -> ``(image, targets)``: :func:`cornernet_tf.targets.encode_targets`
     (``dense``) or :func:`cornernet_tf.targets.encode_sparse_targets` plus ``pixel_affine``
-    (``compact``)."""
+    (``compact``; ``every_object``: heatmap slots for all objects, unpadded, as
+    :func:`batch_stage` finishes dense batches from them)."""
     from cornernet_tf.targets import encode_sparse_targets, encode_targets
 
     input_size, output_size = tuple(config.input_size), config.output_hw
     compact = _is_compact(batch_format)
+    slots = None if every_object else config.max_heatmap_objects
 
     def fn(el):
         args = (el["boxes"], el["classes"], input_size, output_size, num_classes)
@@ -397,14 +404,51 @@ def encode_stage(
             fixed_radius=config.fixed_radius,
         )
         if compact:
-            targets = encode_sparse_targets(
-                *args, max_heatmap_objects=config.max_heatmap_objects, **kwargs
-            )
+            targets = encode_sparse_targets(*args, max_heatmap_objects=slots, **kwargs)
             targets["pixel_affine"] = el["pixel_affine"]
         else:
             targets = encode_targets(*args, **kwargs)
         targets["image_id"] = el["image_id"]
         return el["image"], targets
+
+    return ds.map(fn, num_parallel_calls=_parallel(config))
+
+
+def finishes_dense_batches(batch_format: str) -> bool:
+    """Whether ``batch_format`` batches are built compact and finished by the native CPU ops
+    (dense batches when the op library is built; :func:`finish.finish_dense_on_cpu`)."""
+    return batch_format == "dense" and finish.native_finish_available()[0]
+
+
+def batch_stage(
+    ds: tf.data.Dataset,
+    config: DataConfig,
+    num_classes: int,
+    batch_size: int,
+    drop_remainder: bool,
+    finish_dense: bool = False,
+) -> tf.data.Dataset:
+    """``(image, targets)`` elements -> batches; ``finish_dense``: compact elements with every
+    object's heatmap slots (``encode_stage(..., every_object=True)``), padded to the batch's
+    largest object count and finished into the dense batch by the native CPU ops."""
+    if not finish_dense:
+        return ds.batch(
+            batch_size, drop_remainder=drop_remainder, num_parallel_calls=_parallel(config)
+        )
+
+    def padding(spec: tf.TensorSpec, path: str):
+        return tf.constant(-1 if path == "heatmap_classes" else 0, spec.dtype)
+
+    image_spec, target_specs = ds.element_spec
+    padding_values = (
+        padding(image_spec, "image"),
+        {key: padding(spec, key) for key, spec in target_specs.items()},
+    )
+    ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder, padding_values=padding_values)
+    height, width = config.output_hw
+
+    def fn(images, targets):
+        return finish.finish_dense_on_cpu(images, targets, height, width, num_classes)
 
     return ds.map(fn, num_parallel_calls=_parallel(config))
 
@@ -503,15 +547,18 @@ def build_dataset(
         ds = ds.repeat()
     ds = attach_seeds(ds, seed, pipeline_id)
     ds = decode_stage(ds, source, config)
-    ds = augment_stage(ds, config, training, batch_format)
-    ds = encode_stage(ds, config, classes, batch_format)
+    # Dense batches are finished per batch by the native CPU ops when they are built.
+    finish_dense = batch_size is not None and finishes_dense_batches(batch_format)
+    image_format = "compact" if finish_dense else batch_format
+    ds = augment_stage(ds, config, training, image_format)
+    ds = encode_stage(ds, config, classes, image_format, every_object=finish_dense)
     if batch_size is not None:
         per_replica = (
             input_context.get_per_replica_batch_size(batch_size)
             if input_context
             else int(batch_size)
         )
-        ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=_parallel(config))
+        ds = batch_stage(ds, config, classes, per_replica, training, finish_dense)
     return _finish(ds, source, config, input_context)
 
 

@@ -8,8 +8,9 @@ Two independent shared libraries, each rebuilt only when its sources changed:
   carries no version. It is compiled with ``-ffp-contract=off`` (and never ``-ffast-math``) so
   that its results stay bit-identical to the NumPy port; without it soft-NMS uses that port.
 
-Compiles ``kernels/corner_pool_ops.cc`` and ``kernels/image_ops.cc`` (the CPU-only fixed-point
-resize of the training pipeline, ``cornernet_tf.ops.image_ops``) with g++ against the installed TensorFlow (its
+Compiles ``kernels/corner_pool_ops.cc``, ``kernels/image_ops.cc`` and ``kernels/heatmap_ops.cc``
+(the CPU-only passes of the training pipeline: ``cornernet_tf.ops.image_ops`` and
+``cornernet_tf.ops.heatmap_ops``) with g++ against the installed TensorFlow (its
 ``tf.sysconfig`` compile and link flags) into ``kernels/_corner_pool_ops_tf<version>.so``. The
 TensorFlow version is part of the file name because a custom op must be built against the exact
 TensorFlow it is loaded into; a library built for another version is simply not found.
@@ -39,7 +40,9 @@ KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 CC_SOURCE = KERNEL_DIR / "corner_pool_ops.cc"
 # The uint8 fixed-point resize of the training pipeline (CPU only), in the same op library.
 IMAGE_OPS_SOURCE = KERNEL_DIR / "image_ops.cc"
-CC_SOURCES = (CC_SOURCE, IMAGE_OPS_SOURCE)
+# The heatmap drawing of the dense training batches (CPU only), in the same op library.
+HEATMAP_OPS_SOURCE = KERNEL_DIR / "heatmap_ops.cc"
+CC_SOURCES = (CC_SOURCE, IMAGE_OPS_SOURCE, HEATMAP_OPS_SOURCE)
 CU_SOURCE = KERNEL_DIR / "corner_pool_gpu.cu"
 GPU_HEADER = KERNEL_DIR / "corner_pool_gpu.h"
 SOURCES = (*CC_SOURCES, CU_SOURCE, GPU_HEADER, Path(__file__).resolve())

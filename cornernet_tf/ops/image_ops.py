@@ -11,8 +11,8 @@ on the CPU, and a train step on an accelerator uses the TensorFlow ops.
 
 ``native_resize_available()`` / ``native_pixel_affine_available()`` say whether each can be
 used: the library loads, defines the op (a library built before the op existed does not), and
-``$CORNERNET_NATIVE_RESIZE`` is not ``0`` (set it to force the TensorFlow ops for both, e.g. to
-compare the two in a benchmark).
+``$CORNERNET_NATIVE_RESIZE`` is not ``0`` (set it to force the TensorFlow ops for these two and
+for ``heatmap_ops``, e.g. to compare them in a benchmark).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ OP_NAME = "corner_net_fixed_point_resize"
 PIXEL_AFFINE_OP_NAME = "corner_net_pixel_affine"
 
 
-def _native_op_available(op_name: str) -> tuple[bool, str | None]:
+def native_op_available(op_name: str) -> tuple[bool, str | None]:
+    """(whether the native pipeline op ``op_name`` can be used, the reason when not)."""
     if os.environ.get(SWITCH_ENV, "").strip() == "0":
         return False, f"${SWITCH_ENV}=0"
     try:
@@ -45,12 +46,12 @@ def _native_op_available(op_name: str) -> tuple[bool, str | None]:
 
 def native_resize_available() -> tuple[bool, str | None]:
     """(whether the native resize can be used, the reason when not)."""
-    return _native_op_available(OP_NAME)
+    return native_op_available(OP_NAME)
 
 
 def native_pixel_affine_available() -> tuple[bool, str | None]:
     """(whether the native colour map can be used, the reason when not)."""
-    return _native_op_available(PIXEL_AFFINE_OP_NAME)
+    return native_op_available(PIXEL_AFFINE_OP_NAME)
 
 
 def fixed_point_resize(image, rows, cols) -> tf.Tensor:
