@@ -177,7 +177,9 @@ def _finish_cost(config, source, num_classes: int, batch_size: int, repeats: int
     ``apply_pixel_affine`` (the normalised float32 images) and the heatmap drawing
     (``finish_targets``) of one pipeline batch, each in a ``tf.function`` run over and over:
     the work the compact format moves from the input pipeline into the step (onto the
-    accelerator when there is one).
+    accelerator when there is one). Beside them, ``dense_native_finish``: the same batch
+    finished by the native ops, as the dense pipeline does per batch (its own stage cuts
+    cannot show it: a one-image cut pays per-element overheads that a batch cut does not).
     """
     import tensorflow as tf
 
@@ -202,6 +204,10 @@ def _finish_cost(config, source, num_classes: int, batch_size: int, repeats: int
             lambda i, t: finish.finish_targets(t, height, width, num_classes)["tl_heatmap"]
         ),
     }
+    if finish.native_finish_available()[0]:  # what the dense pipeline runs per batch instead
+        parts["dense_native_finish"] = tf.function(
+            lambda i, t: finish.finish_dense_on_cpu(i, t, height, width, num_classes)[0]
+        )
     out = {}
     for name, fn in parts.items():
         for _ in range(3):  # trace and warm up
@@ -468,6 +474,11 @@ def print_per_core(pc: dict) -> None:
             f"this CPU, one thread (pixel affine {finish['pixel_affine']:.2f}, heatmaps "
             f"{finish['heatmaps']:.2f}); on a GPU trainer it runs on the accelerator"
         )
+        if "dense_native_finish" in finish:
+            print(
+                f"dense: the native finish of the same batch in the pipeline costs "
+                f"{finish['dense_native_finish']:.2f} CPU ms per image"
+            )
 
 
 def print_table(result: dict) -> None:

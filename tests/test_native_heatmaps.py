@@ -62,6 +62,10 @@ def test_awkward_objects_give_the_tensorflow_bits():
         assert_same_bits(n, r, kind)
         assert not n[3].numpy().any()
     assert (native[0].numpy() == 1.0).any()  # whole windows of ones (infinite radius)
+    # A batch whose images have no objects at all (padded_batch gives K = 0).
+    empty = np.zeros((2, 0), np.int32)
+    for n, r in zip(*both(np.zeros((2, 0, 4), np.int32), empty * 1.0, empty, 8, 6, 3)):
+        assert_same_bits(n, r, "no objects")
 
 
 def test_bad_inputs_are_named():

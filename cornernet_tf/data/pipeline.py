@@ -31,6 +31,11 @@ accelerator instead of 13.6 MB at COCO size. ``K`` = ``data.max_heatmap_objects`
 plus ``tl_regr`` ... ``image_id`` as above, without the heatmaps. ``finish.finish_batch`` turns
 a compact batch into the dense one, bit for bit (objects past ``K`` aside).
 
+Dense batches are built the same way when the native op library is built: compact elements
+with every object's heatmap slots, ``padded_batch``, then ``finish.finish_dense_on_cpu`` once
+per batch in the pipeline (native colour map and heatmap ops, the same bits as the per-image TF
+ops, which are the path without the library; ``batch_stage``).
+
 ``training=False`` gives the same structure without randomness (full-image crop, no flip or
 colour), one pass, for validation losses. :func:`build_eval_dataset` gives images with their
 ground truth instead of targets (see there).
