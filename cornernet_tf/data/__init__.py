@@ -2,9 +2,10 @@
 
 Modules: ``coco`` (COCO JSON + folder, validated), ``tfds`` (TensorFlow Datasets), ``tfrecord``
 (shards), ``shapes`` (synthetic data), ``augment`` (the official sampler in TF ops),
-``pipeline`` (``build_dataset``), ``finish`` (compact batches, finished in the train step),
-``check`` (``cornernet data check``), ``image_io`` (robust reading), ``pixel_limit`` (input
-size limits, read from headers), ``report`` (what was repaired or dropped), ``info`` (class <-> category id).
+``pipeline`` (``build_dataset``), ``finish`` (compact batches, finished in the train step or,
+for dense batches, per batch in the pipeline), ``check`` (``cornernet data check``),
+``image_io`` (robust reading), ``pixel_limit`` (input size limits, read from headers),
+``report`` (what was repaired or dropped), ``info`` (class <-> category id).
 Names are imported lazily so that the NumPy-only parts (shapes, check) do not load TensorFlow.
 """
 
