@@ -441,8 +441,8 @@ def batch_stage(
             batch_size, drop_remainder=drop_remainder, num_parallel_calls=_parallel(config)
         )
 
-    def padding(spec: tf.TensorSpec, path: str):
-        return tf.constant(-1 if path == "heatmap_classes" else 0, spec.dtype)
+    def padding(spec: tf.TensorSpec, key: str):  # -1: "no object" in the padded class slots
+        return tf.constant(-1 if key == "heatmap_classes" else 0, spec.dtype)
 
     image_spec, target_specs = ds.element_spec
     padding_values = (
