@@ -540,7 +540,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--tf-resize",
         action="store_true",
-        help="force the TensorFlow ops for the resize and the colour map (not the native ops)",
+        help="force the TensorFlow ops for the resize, the colour map and the dense finishing "
+        "(not the native ops)",
     )
     parser.add_argument(
         "--default-allocator",
