@@ -148,3 +148,13 @@ def test_the_switch_turns_the_native_finish_off(monkeypatch):
     usable, reason = finish.native_finish_available()
     assert not usable and "CORNERNET_NATIVE_RESIZE" in reason
     assert not pl.finishes_dense_batches("dense")
+
+
+def test_the_training_log_says_which_batches_and_why(monkeypatch):
+    assert "finished per batch in the input pipeline by the native" in finish.describe_batches(
+        "dense"
+    )
+    assert finish.describe_batches("compact").startswith("batches: compact")
+    monkeypatch.setenv("CORNERNET_NATIVE_RESIZE", "0")
+    line = finish.describe_batches("dense")
+    assert "image by image" in line and "$CORNERNET_NATIVE_RESIZE=0" in line

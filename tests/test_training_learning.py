@@ -51,7 +51,9 @@ def test_tiny_config_loss_decreases_on_shapes(tmp_path, capsys):
         result = train(config, str(tmp_path / "run"), progress=False, evaluate=evaluate)
     assert result.final_step == 30
     assert not [w for w in caught if "ran out of data" in str(w.message)]
-    assert "on 3 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "on 3 images" in out
+    assert out.count("batches: dense") == 1  # the training log says which batches it builds
     # Export and detect find the class names and category ids beside the weights.
     info = DatasetInfo.load(str(tmp_path / "run" / "dataset_info.json"))
     assert info.class_names == ("rectangle", "ellipse", "triangle") and info.category_ids == (

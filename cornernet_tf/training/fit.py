@@ -88,6 +88,15 @@ def build_and_compile(config: Config, strategy: tf.distribute.Strategy) -> Corne
     return task
 
 
+def training_batch_format(config: Config) -> str:
+    """``dense`` or ``compact``: ``data.batch_format`` resolved for this machine and config."""
+    from cornernet_tf.data.finish import accelerator_visible, resolve_batch_format
+
+    return resolve_batch_format(
+        config.data.batch_format, config.train.jit_compile, accelerator_visible()
+    )
+
+
 def make_datasets(
     config: Config, strategy: tf.distribute.Strategy, validation: bool, train_source=None
 ):
@@ -97,13 +106,10 @@ def make_datasets(
     Both are compact batches when an accelerator finishes them, dense otherwise
     (``data.batch_format``, see :func:`cornernet_tf.data.finish.resolve_batch_format`).
     """
-    from cornernet_tf.data.finish import accelerator_visible, resolve_batch_format
     from cornernet_tf.data.pipeline import build_dataset
 
     batch = config.train.batch_size
-    batch_format = resolve_batch_format(
-        config.data.batch_format, config.train.jit_compile, accelerator_visible()
-    )
+    batch_format = training_batch_format(config)
     # With a fixed number of validation batches, a small validation set is cycled rather than
     # running out (Keras would warn and validate on fewer batches).
     cycle_validation = config.train.validation_steps is not None
@@ -299,6 +305,9 @@ def _train_in(
             val_dataset = val_dataset if val_dataset is not None else configured_val
             if chief:
                 _save_dataset_info(paths, config, train_dataset)
+                from cornernet_tf.data.finish import describe_batches
+
+                print(describe_batches(training_batch_format(config)))
 
         callbacks = [backup, cb.StopAtStep(t.max_steps), guard, cb.LearningRateLogger()]
         if max_seconds is not None:
