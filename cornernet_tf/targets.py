@@ -402,21 +402,20 @@ def encode_sparse_targets(
     )
     corners, radii, classes = objects.pop("corners"), objects.pop("radii"), objects.pop("classes")
     num_boxes = tf.shape(classes)[0]
-    if max_heatmap_objects is None:
-        return {
-            **objects,
-            "heatmap_corners": corners,
-            "heatmap_radii": radii,
-            "heatmap_classes": classes,
-            "num_undrawn": tf.zeros([], tf.int32),
-        }
-    capacity = int(max_heatmap_objects)
-    drawn = tf.minimum(num_boxes, capacity)
+    if max_heatmap_objects is None:  # every object, unpadded: nothing is left undrawn
+        drawn = num_boxes
 
-    def padded(values: tf.Tensor, fill) -> tf.Tensor:
-        paddings = [[0, capacity - drawn]] + [[0, 0]] * (values.shape.rank - 1)
-        out = tf.pad(values[:capacity], paddings, constant_values=fill)
-        return tf.ensure_shape(out, [capacity] + values.shape.as_list()[1:])
+        def padded(values: tf.Tensor, fill) -> tf.Tensor:
+            return values
+
+    else:
+        capacity = int(max_heatmap_objects)
+        drawn = tf.minimum(num_boxes, capacity)
+
+        def padded(values: tf.Tensor, fill) -> tf.Tensor:
+            paddings = [[0, capacity - drawn]] + [[0, 0]] * (values.shape.rank - 1)
+            out = tf.pad(values[:capacity], paddings, constant_values=fill)
+            return tf.ensure_shape(out, [capacity] + values.shape.as_list()[1:])
 
     return {
         **objects,
